@@ -1,0 +1,100 @@
+"""Shared fixtures: real weights and photos from ../shared (or $WORKBENCH_SHARED).
+
+Missing data fails the tests that need it (never skips): CI must not go
+green without having looked at a single real face.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WORKBENCH_SHARED", REPO.parent / "shared")).resolve()
+MODELS = Path(os.environ.get("WORKBENCH_TEST_MODELS", SHARED / "models"))
+FACES_DEV = Path(os.environ.get("WORKBENCH_TEST_FACES_DEV", SHARED / "data" / "faces-dev"))
+LFW = Path(os.environ.get("WORKBENCH_TEST_LFW", SHARED / "data" / "lfw"))
+LOCAL_DETECTOR = "buffalo_sc/det_500m.onnx"
+LOCAL_RECOGNIZER = "mobilefacenet/MobileFaceNet.onnx"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"{what} not found at {path}: put the shared data beside the repository "
+            "(../shared) or set WORKBENCH_SHARED; these tests never skip without it",
+            pytrace=False,
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class DevPhoto:
+    path: Path
+    identity: str
+    n_faces: int | None
+    category: str
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's WORKBENCH_* settings."""
+    for key in list(os.environ):
+        if key.startswith("WORKBENCH_") and key not in {
+            "WORKBENCH_SHARED",
+            "WORKBENCH_TEST_MODELS",
+            "WORKBENCH_TEST_FACES_DEV",
+            "WORKBENCH_TEST_LFW",
+        }:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("WORKBENCH_ALLOW_DOWNLOAD", "false")
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return _require(MODELS, "model weights (../shared/models)")
+
+
+@pytest.fixture(scope="session")
+def faces_dev_dir() -> Path:
+    return _require(FACES_DEV, "the faces-dev photo set (../shared/data/faces-dev)")
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    return _require(LFW, "LFW (../shared/data/lfw)")
+
+
+@pytest.fixture(scope="session")
+def dev_photos(faces_dev_dir: Path) -> list[DevPhoto]:
+    with open(faces_dev_dir / "labels.csv", newline="") as fh:
+        return [
+            DevPhoto(
+                faces_dev_dir / row["path"],
+                row["identity"],
+                int(row["n_faces"]) if row["n_faces"] else None,
+                row["category"],
+            )
+            for row in csv.DictReader(fh)
+        ]
+
+
+def local_pack_settings(home: Path, models: Path, **extra: object) -> object:
+    from workbench.settings import WorkbenchSettings
+
+    return WorkbenchSettings(
+        home=home,
+        pack="local",
+        local={"models_dir": models, "detector": LOCAL_DETECTOR, "recognizer": LOCAL_RECOGNIZER},
+        **extra,
+    )
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path, models_dir: Path) -> object:
+    """Settings for a fresh workbench in tmp_path with the `local` pack."""
+    return local_pack_settings(tmp_path / "wb", models_dir)

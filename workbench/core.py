@@ -1,0 +1,277 @@
+"""`Workbench`: the one way to open a workbench (catalog + vector index + model pack)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import func, select
+
+from workbench.errors import WorkbenchError
+from workbench.faces.calibration import Calibration, load_calibration
+from workbench.faces.packs import ModelPack, open_pack
+from workbench.pipeline import Ingest, IngestReport
+from workbench.search import ImageInput, QueryFace, search_sample
+from workbench.settings import WorkbenchSettings
+from workbench.store.catalog import Catalog, Face, Photo
+from workbench.store.vectors import VectorIndex
+
+
+@dataclass
+class PackIndexState:
+    pack: str
+    collection: str
+    catalog_faces: int
+    index_vectors: int
+
+    @property
+    def agree(self) -> bool:
+        return self.catalog_faces == self.index_vectors
+
+
+@dataclass
+class Stats:
+    """Photo counts per source and status, and whether catalog and index agree."""
+
+    photos: int
+    faces: int
+    by_source_status: list[dict[str, Any]] = field(default_factory=list)
+    packs: list[PackIndexState] = field(default_factory=list)
+
+    @property
+    def agree(self) -> bool:
+        return all(p.agree for p in self.packs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "photos": self.photos,
+            "faces": self.faces,
+            "by_source_status": self.by_source_status,
+            "packs": [
+                {
+                    "pack": p.pack,
+                    "collection": p.collection,
+                    "catalog_faces": p.catalog_faces,
+                    "index_vectors": p.index_vectors,
+                    "agree": p.agree,
+                }
+                for p in self.packs
+            ],
+            "agree": self.agree,
+        }
+
+
+class Workbench:
+    """A photo collection's catalog, vector index and model pack.
+
+    Parts open lazily: `stats` never loads a model; `ingest` and `search`
+    load the pack on first use. Use as a context manager, or call `close`.
+    """
+
+    def __init__(
+        self,
+        settings: WorkbenchSettings | None = None,
+        *,
+        pack: ModelPack | None = None,
+        catalog: Catalog | None = None,
+        index: VectorIndex | None = None,
+    ) -> None:
+        self.settings = settings or WorkbenchSettings()
+        self.home: Path = self.settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._pack, self._catalog, self._index = pack, catalog, index
+
+    # ---- parts -------------------------------------------------------------
+    @property
+    def pack(self) -> ModelPack:
+        if self._pack is None:
+            self._pack = open_pack(self.settings.pack, self.settings)
+        return self._pack
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.settings.catalog_url)
+        return self._catalog
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            self._index = VectorIndex(self.settings.milvus_uri, self.settings.storage)
+        return self._index
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        cal = load_calibration(self.pack.name, self.home)
+        if not cal.calibrated:
+            logger.warning(
+                "pack {} has no calibration; similarity % uses a generic cosine threshold of {}. "
+                "Run `workbench calibrate --lfw DIR` to measure its own.",
+                self.pack.name,
+                cal.threshold,
+            )
+        return cal
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+        if self._catalog is not None:
+            self._catalog.close()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- operations --------------------------------------------------------
+    def ingest(
+        self, paths: Iterable[str | Path], source: str | None = None, progress: bool = True
+    ) -> IngestReport:
+        """Add photos from files, folders, zip archives (or registered sources).
+
+        Photos already in the catalog (same sha256) are skipped; bad photos are
+        recorded with status ``error`` and the reason, and the batch goes on.
+        """
+        return Ingest(self, progress=progress).run([str(p) for p in paths], source)
+
+    def search(
+        self,
+        image: ImageInput,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        source: str | None = None,
+    ) -> list[QueryFace]:
+        """Every face in ``image`` with its top-K matches at or above ``threshold`` %."""
+        return search_sample(self, image, top_k, threshold, source)
+
+    def register_pack(self) -> None:
+        pack = self.pack.load()
+        self.catalog.register_pack(pack.name, pack.embedding_dim, pack.collection_name)
+        self.index.ensure_collection(pack.collection_name, pack.embedding_dim)
+
+    def sync_index(self, pack_name: str | None = None) -> int:
+        """Bring the pack's collection in line with the catalog; return vectors written.
+
+        First pushes faces not yet marked indexed (an interrupted write);
+        then, if counts still differ, compares ids both ways.
+        """
+        pack_row = self._pack_row(pack_name or self.pack.name)
+        written = 0
+        while rows := self.catalog.unindexed_faces(pack_row.name):
+            self._upsert(pack_row.collection, rows)
+            written += len(rows)
+        if self.index.count(pack_row.collection) != self.catalog.count_faces(pack_row.name):
+            in_catalog = self.catalog.face_ids(pack_row.name)
+            in_index = self.index.ids(pack_row.collection)
+            stale = sorted(in_index - in_catalog)
+            missing = sorted(in_catalog - in_index)
+            if stale:
+                self.index.delete(pack_row.collection, stale)
+            for i in range(0, len(missing), 5000):
+                rows = list(self.catalog.faces_by_ids(missing[i : i + 5000]).values())
+                self._upsert(pack_row.collection, rows)
+                written += len(rows)
+            logger.info(
+                "index {}: removed {} stale, restored {} missing vectors",
+                pack_row.collection,
+                len(stale),
+                len(missing),
+            )
+        return written
+
+    def reindex(self, pack_name: str | None = None) -> int:
+        """Rebuild the pack's Milvus collection from the catalog, without running models."""
+        from tqdm.auto import tqdm
+
+        pack_row = self._pack_row(pack_name or self.pack.name)
+        self.index.drop(pack_row.collection)
+        self.index.ensure_collection(pack_row.collection, pack_row.embedding_dim)
+        total = self.catalog.count_faces(pack_row.name)
+        written = 0
+        with tqdm(total=total, desc=f"reindex {pack_row.name}", unit="face") as bar:
+            for rows in self.catalog.iter_faces(pack_row.name):
+                self._upsert(pack_row.collection, rows)
+                written += len(rows)
+                bar.update(len(rows))
+        return written
+
+    def delete_photo(self, ref: str | int) -> int:
+        """Remove a photo (by id, sha256 or uri) and its faces from catalog and index."""
+        photo = self.catalog.find_photo(str(ref))
+        if photo is None:
+            raise WorkbenchError(f"no photo with id, sha256 or uri {ref!r} in {self.home}")
+        packs = {p.name: p for p in self.catalog.packs()}
+        with self.catalog.session() as s:
+            faces = list(s.execute(select(Face.id, Face.pack).where(Face.photo_id == photo.id)))
+        # Index first: a crash after this leaves catalog rows whose vectors the
+        # next sync restores, never vectors pointing at a deleted photo.
+        by_pack: dict[str, list[int]] = {}
+        for face_id, pack in faces:
+            by_pack.setdefault(pack, []).append(face_id)
+        for pack, ids in by_pack.items():
+            if pack in packs:
+                self.index.delete(packs[pack].collection, ids)
+        with self.catalog.session.begin() as s:
+            s.delete(s.get(Photo, photo.id))
+        return len(faces)
+
+    def stats(self) -> Stats:
+        """Counts per source and status, and per pack whether catalog and index agree."""
+        with self.catalog.session() as s:
+            rows = s.execute(
+                select(Photo.source, Photo.status, func.count(Photo.id))
+                .group_by(Photo.source, Photo.status)
+                .order_by(Photo.source, Photo.status)
+            ).all()
+            photos = int(s.scalar(select(func.count(Photo.id))) or 0)
+            faces = int(s.scalar(select(func.count(Face.id))) or 0)
+        packs = [
+            PackIndexState(
+                p.name, p.collection, self.catalog.count_faces(p.name), self.index.count(p.collection)
+            )
+            for p in self.catalog.packs()
+        ]
+        return Stats(
+            photos,
+            faces,
+            [{"source": src, "status": st, "photos": n} for src, st, n in rows],
+            packs,
+        )
+
+    # ---- helpers -----------------------------------------------------------
+    def _pack_row(self, name: str) -> Any:
+        for p in self.catalog.packs():
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.catalog.packs()) or "(none yet)"
+        raise WorkbenchError(f"pack {name!r} has no faces in {self.home}; packs here: {known}")
+
+    def _upsert(self, collection: str, rows: list[Face]) -> None:
+        import numpy as np
+
+        photos = self.catalog.photos_by_ids({f.photo_id for f in rows})
+        self.index.upsert(
+            collection,
+            [f.id for f in rows],
+            [f.photo_id for f in rows],
+            [photos[f.photo_id].source for f in rows],
+            np.stack([f.vector() for f in rows]),
+        )
+        self.catalog.mark_indexed([f.id for f in rows])
+
+
+def open(  # noqa: A001 - `workbench.open(...)` reads naturally
+    home: str | Path | None = None, pack: str | None = None, **overrides: Any
+) -> Workbench:
+    """Open (or create) a workbench; unset arguments come from ``WORKBENCH_*`` variables."""
+    values: dict[str, Any] = dict(overrides)
+    if home is not None:
+        values["home"] = Path(home)
+    if pack is not None:
+        values["pack"] = pack
+    return Workbench(WorkbenchSettings(**values))

@@ -1,0 +1,53 @@
+"""Every error the workbench raises on purpose derives from `WorkbenchError`.
+
+Messages say what was given, what is allowed, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class of all workbench errors."""
+
+
+class ConfigurationError(WorkbenchError):
+    """A setting or argument has a value the workbench cannot use."""
+
+
+class UnknownNameError(ConfigurationError, KeyError):
+    """A registry lookup asked for a name nobody registered."""
+
+    def __init__(self, kind: str, name: str, available: list[str]) -> None:
+        self.kind, self.name, self.available = kind, name, available
+        listed = ", ".join(available) if available else "(none registered)"
+        super().__init__(f"unknown {kind} {name!r}; available: {listed}")
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class MissingDependencyError(WorkbenchError, ImportError):
+    """An optional package is needed for what was asked."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module, self.extra = module, extra
+        super().__init__(
+            f"{purpose} needs the Python package {module!r}, which is not installed; "
+            f"install it with: pip install 'face-workbench[{extra}]'"
+        )
+
+
+class ModelNotFoundError(WorkbenchError):
+    """Model weights are missing and cannot be downloaded."""
+
+
+class ImageError(WorkbenchError):
+    """A photo cannot be decoded safely (corrupt, hostile or unsupported)."""
+
+
+class SourceError(WorkbenchError):
+    """A photo source (path, archive, remote album) cannot be read."""
+
+
+class StoreError(WorkbenchError):
+    """The catalog or the vector index refused an operation."""

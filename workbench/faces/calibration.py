@@ -1,0 +1,119 @@
+"""Per-pack calibration: a similarity percentage that means the same for every model.
+
+``percent = 100 · σ(slope · (cos − threshold) + logit(0.85))``: the pack's
+same-person threshold (best accuracy on LFW View 1, pairsDevTrain.txt) reads
+as 85 % for every pack, and ``slope`` (Platt scaling on the same pairs)
+spreads the rest so that equal percentages mean equal odds of a match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+ANCHOR_PERCENT = 85.0
+_ANCHOR_LOGIT = math.log(ANCHOR_PERCENT / (100.0 - ANCHOR_PERCENT))
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    pack: str
+    threshold: float
+    """Cosine similarity at which two faces are judged the same person (reads as 85 %)."""
+    slope: float
+    calibrated: bool = True
+    protocol: str = "LFW View 1 pairsDevTrain.txt"
+    accuracy: float | None = None
+    pairs: int | None = None
+
+    def percent(self, cosine: float | NDArray[np.floating]) -> NDArray[np.float64] | float:
+        z = self.slope * (np.asarray(cosine, dtype=np.float64) - self.threshold) + _ANCHOR_LOGIT
+        out = 100.0 / (1.0 + np.exp(-z))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def cosine_at(self, percent: float) -> float:
+        """The cosine similarity that reads as ``percent`` (inverse of `percent`)."""
+        p = min(max(percent, 1e-6), 100.0 - 1e-6) / 100.0
+        return self.threshold + (math.log(p / (1.0 - p)) - _ANCHOR_LOGIT) / self.slope
+
+
+# A cautious guess for packs nobody calibrated: ArcFace-style models put
+# same-person pairs mostly above 0.35 cosine.
+UNCALIBRATED_THRESHOLD = 0.35
+UNCALIBRATED_SLOPE = 12.0
+
+
+def _read(path: Path | None) -> dict[str, dict]:
+    if path is not None:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    text = resources.files("workbench.faces").joinpath(CALIBRATION_FILE).read_text()
+    return json.loads(text)
+
+
+def load_calibration(pack: str, home: Path | None = None) -> Calibration:
+    """The pack's calibration: the workbench home's own file first, then the shipped one."""
+    tables = ([_read(home / CALIBRATION_FILE)] if home is not None else []) + [_read(None)]
+    for table in tables:
+        entry = table.get(pack)
+        if entry:
+            return Calibration(**{**entry, "pack": pack})
+    return Calibration(
+        pack, UNCALIBRATED_THRESHOLD, UNCALIBRATED_SLOPE, calibrated=False, protocol="none"
+    )
+
+
+def save_calibration(cal: Calibration, path: Path) -> None:
+    data = _read(path) if path.is_file() else {}
+    data[cal.pack] = {k: v for k, v in asdict(cal).items() if k != "pack"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def best_threshold(scores: NDArray[np.floating], same: NDArray[np.bool_]) -> tuple[float, float]:
+    """The threshold with the best accuracy (midpoint between neighbouring scores), and that accuracy."""
+    order = np.argsort(scores)
+    s, y = np.asarray(scores, dtype=np.float64)[order], np.asarray(same, dtype=bool)[order]
+    n = len(s)
+    # Predict "same" for scores > cut: correct = negatives at or below + positives above.
+    neg_below = np.concatenate([[0], np.cumsum(~y)])
+    pos_above = np.concatenate([[y.sum()], y.sum() - np.cumsum(y)])
+    correct = neg_below + pos_above
+    i = int(np.argmax(correct))
+    if i == 0:
+        cut = s[0] - 1e-6
+    elif i == n:
+        cut = s[-1] + 1e-6
+    else:
+        cut = (s[i - 1] + s[i]) / 2.0
+    return float(cut), float(correct[i] / n)
+
+
+def platt_slope(scores: NDArray[np.floating], same: NDArray[np.bool_], iters: int = 50) -> float:
+    """Slope of a logistic fit P(same | cos) = σ(a·cos + b), by Newton's method."""
+    x = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(same, dtype=np.float64)
+    a, b = 10.0, -10.0 * float(np.median(x))
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        w = np.clip(p * (1 - p), 1e-9, None)
+        g = np.array([((p - y) * x).sum(), (p - y).sum()])
+        h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]])
+        h += np.eye(2) * 1e-6
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a)
+
+
+def fit_calibration(pack: str, scores: NDArray[np.floating], same: NDArray[np.bool_]) -> Calibration:
+    threshold, accuracy = best_threshold(scores, same)
+    slope = platt_slope(scores, same)
+    return Calibration(pack, threshold, slope, accuracy=accuracy, pairs=int(len(scores)))

@@ -1,0 +1,253 @@
+"""The ingest job: register photos → detect → align → embed → write catalog + index.
+
+Crash safety: a photo and its faces are committed to the catalog in one
+transaction before their vectors go to Milvus; faces carry an ``indexed``
+flag set only after Milvus accepted them. A re-run first pushes every
+unindexed face (upserts are idempotent: keys are face ids) and, if the counts
+still differ, diffs the ids, so a ``kill -9`` at any point ends in agreement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from loguru import logger
+
+from workbench.errors import WorkbenchError
+from workbench.faces.types import AnalyzedFace
+from workbench.imaging import DecodedImage, decode_image, sha256
+from workbench.sources import PhotoRef, open_source
+from workbench.store.catalog import Face, Photo, utcnow
+
+if TYPE_CHECKING:
+    from workbench.core import Workbench
+
+
+@dataclass
+class IngestReport:
+    """Counts of one ingest run (the CLI's ``--json`` prints the first five)."""
+
+    photos: int = 0
+    faces: int = 0
+    no_faces: int = 0
+    errors: int = 0
+    skipped: int = 0
+    run_id: int | None = None
+    seconds: float = 0.0
+    error_details: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("photos", "faces", "no_faces", "errors", "skipped")}
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.photos / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Prepared:
+    """A photo read, hashed and (unless already done) decoded, ready for the models."""
+
+    ref: PhotoRef
+    sha: str | None = None
+    size: int | None = None
+    image: DecodedImage | None = None
+    error: str | None = None
+    done_before: bool = False
+    existing_id: int | None = None
+
+
+def _prepare(ref: PhotoRef, wb: Workbench) -> _Prepared:
+    """Read, hash, look up, decode: everything before the models, safe in a worker thread."""
+    if ref.problem:
+        done = wb.catalog.unreadable_photo(ref.source, ref.uri) is not None
+        return _Prepared(ref, error=ref.problem, done_before=done)
+    try:
+        data = ref.read()
+    except (WorkbenchError, OSError) as e:
+        done = wb.catalog.unreadable_photo(ref.source, ref.uri) is not None
+        return _Prepared(ref, error=f"cannot read: {e}", done_before=done)
+    item = _Prepared(ref, sha=sha256(data), size=len(data))
+    existing = wb.catalog.photo_by_sha(item.sha)
+    if existing is not None:
+        # A photo another pack analysed is analysed again for this pack; one
+        # that cannot be decoded stays an error for every pack.
+        if existing.pack == wb.pack.name or (existing.status == "error" and existing.width is None):
+            item.done_before = True
+            return item
+        item.existing_id = existing.id
+    try:
+        item.image = decode_image(data, wb.settings.limits)
+    except WorkbenchError as e:
+        item.error = str(e)
+    return item
+
+
+def _batches(items: Sequence[PhotoRef], n: int) -> Iterator[Sequence[PhotoRef]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+class Ingest:
+    """One ingest run over some sources into a workbench."""
+
+    def __init__(self, wb: Workbench, progress: bool = True) -> None:
+        self.wb = wb
+        self.progress = progress
+        self.report = IngestReport()
+        self._seen: set[str] = set()
+
+    def run(self, specs: Iterable[str], source: str | None = None) -> IngestReport:
+        wb = self.wb
+        t0 = time.perf_counter()
+        pack = wb.pack.load()
+        wb.register_pack()
+        wb.sync_index()
+        specs = list(specs)
+        refs = self._collect(specs, source)
+        self.report.run_id = wb.catalog.start_run(pack.name, specs)
+        status = "interrupted"
+        try:
+            self._process(refs)
+            status = "done"
+        finally:
+            self.report.seconds = time.perf_counter() - t0
+            wb.catalog.finish_run(
+                self.report.run_id,
+                {**self.report.counts(), "seconds": round(self.report.seconds, 3)},
+                status,
+            )
+        logger.info(
+            "ingest run {} done: {} ({:.2f} photos/s)",
+            self.report.run_id,
+            self.report.counts(),
+            self.report.photos_per_second,
+        )
+        return self.report
+
+    def _collect(self, specs: Sequence[str], source: str | None) -> list[PhotoRef]:
+        refs: list[PhotoRef] = []
+        for spec in specs:
+            try:
+                refs.extend(open_source(spec, self.wb.settings, source).refs())
+            except WorkbenchError as e:
+                logger.error("{}: {}", spec, e)
+                self.report.errors += 1
+                self.report.error_details.append((spec, str(e)))
+        return refs
+
+    def _process(self, refs: Sequence[PhotoRef]) -> None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(refs), desc="ingest", unit="photo", disable=not self.progress)
+        batch_size = self.wb.settings.batch_size
+        # Reading and decoding the next batch overlaps with the models on this one
+        # (Pillow and zlib release the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+            batches = list(_batches(refs, batch_size))
+            pending: Future[list[_Prepared]] | None = None
+            for i, _ in enumerate(batches):
+                current = pending.result() if pending else self._read_batch(batches[i])
+                pending = pool.submit(self._read_batch, batches[i + 1]) if i + 1 < len(batches) else None
+                self._handle_batch(current)
+                bar.update(len(current))
+                bar.set_postfix(faces=self.report.faces, errors=self.report.errors, refresh=False)
+        bar.close()
+
+    def _read_batch(self, refs: Sequence[PhotoRef]) -> list[_Prepared]:
+        return [_prepare(ref, self.wb) for ref in refs]
+
+    def _handle_batch(self, items: list[_Prepared]) -> None:
+        todo: list[_Prepared] = []
+        for item in items:
+            key = item.sha or f"{item.ref.source}\0{item.ref.uri}"
+            if item.done_before or key in self._seen:
+                self.report.skipped += 1
+                continue
+            self._seen.add(key)
+            todo.append(item)
+        results: dict[int, list[AnalyzedFace]] = {}
+        for idx, item in enumerate(todo):
+            if item.error is None and item.image is not None:
+                try:
+                    results[idx] = self.wb.pack.analyze(item.image.rgb)
+                except Exception as e:  # noqa: BLE001 - one bad photo must not stop the batch
+                    item.error = f"face analysis failed: {type(e).__name__}: {e}"
+        self._write_index(self._write_catalog(todo, results))
+
+    def _write_catalog(
+        self, todo: list[_Prepared], results: dict[int, list[AnalyzedFace]]
+    ) -> list[tuple[int, int, str, np.ndarray]]:
+        """Commit photos and faces in one transaction; return (face id, photo id, source, vector)."""
+        wb, report, pack_name = self.wb, self.report, self.wb.pack.name
+        faces_written: list[Face] = []
+        with wb.catalog.session.begin() as s:
+            for idx, item in enumerate(todo):
+                ref = item.ref
+                photo = s.get(Photo, item.existing_id) if item.existing_id else None
+                if photo is None:
+                    photo = Photo(
+                        sha256=item.sha,
+                        source=ref.source,
+                        origin=ref.origin,
+                        uri=ref.uri,
+                        meta=dict(ref.metadata),
+                    )
+                    s.add(photo)
+                photo.size_bytes = item.size
+                photo.run_id = report.run_id
+                photo.pack = pack_name
+                photo.updated_at = utcnow()
+                if item.image is not None:
+                    photo.width, photo.height = item.image.width, item.image.height
+                    photo.format = item.image.format
+                faces = results.get(idx, [])
+                if item.error is not None:
+                    photo.status, photo.error, photo.n_faces = "error", item.error, 0
+                    report.errors += 1
+                    report.error_details.append((ref.uri, item.error))
+                    logger.warning("{}: error: {}", ref.uri, item.error)
+                elif not faces:
+                    photo.status, photo.error, photo.n_faces = "no_faces", None, 0
+                    report.no_faces += 1
+                    logger.info("{}: no faces found", ref.uri)
+                else:
+                    photo.status, photo.error, photo.n_faces = "done", None, len(faces)
+                    for f in faces:
+                        d = f.detection
+                        row = Face(
+                            pack=pack_name,
+                            x1=d.box[0],
+                            y1=d.box[1],
+                            x2=d.box[2],
+                            y2=d.box[3],
+                            landmarks=[round(float(v), 2) for v in d.landmarks.reshape(-1)],
+                            score=d.score,
+                            embedding=np.asarray(f.embedding, dtype=np.float32).tobytes(),
+                            indexed=False,
+                        )
+                        photo.faces.append(row)
+                        faces_written.append(row)
+                    report.faces += len(faces)
+                    logger.debug("{}: {} faces", ref.uri, len(faces))
+                report.photos += 1
+            s.flush()  # assigns face ids
+            rows = [(f.id, f.photo.id, f.photo.source, f.vector()) for f in faces_written]
+        return rows
+
+    def _write_index(self, rows: list[tuple[int, int, str, np.ndarray]]) -> None:
+        if not rows:
+            return
+        ids, photo_ids, sources, vectors = zip(*rows, strict=True)
+        self.wb.index.upsert(
+            self.wb.pack.collection_name, ids, photo_ids, sources, np.stack(vectors)
+        )
+        self.wb.catalog.mark_indexed(ids)
+
+
+__all__ = ["Ingest", "IngestReport"]

@@ -1,0 +1,133 @@
+"""The one settings object of the workbench.
+
+Every field maps to an environment variable with the prefix ``WORKBENCH_``;
+nested sections use a double underscore (``WORKBENCH_DETECTION__MIN_SCORE``).
+Settings are passed to constructors, never read from a global.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Metric = Literal["cosine", "l2"]
+Device = Literal["auto", "cpu", "cuda"]
+IndexType = Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"]
+
+
+class DetectionSettings(BaseModel):
+    """Which detections count as faces."""
+
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="minimum detector confidence")
+    min_face_size: int = Field(
+        20, ge=1, description="minimum shorter side of a face box, in pixels of the photo"
+    )
+    input_size: int = Field(640, ge=128, description="detector input (square), in pixels")
+
+
+class LimitSettings(BaseModel):
+    """Guards against hostile or absurd input; a photo over a limit is an `error`."""
+
+    max_file_bytes: int = Field(200 * 2**20, description="largest photo file accepted")
+    max_pixels: int = Field(80_000_000, description="largest width × height decoded")
+    max_side: int = Field(30_000, description="largest width or height decoded")
+    min_side: int = Field(16, description="smallest width or height worth decoding")
+    max_zip_member_bytes: int = Field(
+        200 * 2**20, description="largest uncompressed size of one archive member"
+    )
+    max_zip_ratio: float = Field(
+        200.0, description="largest uncompressed / compressed ratio of an archive member"
+    )
+    max_zip_members: int = Field(1_000_000, description="most members read from one archive")
+
+
+class LocalPackSettings(BaseModel):
+    """The `local` pack: a directory with a detector ONNX and a recognizer ONNX."""
+
+    models_dir: Path = Field(
+        Path("~/.workbench/models"), description="directory holding the ONNX files"
+    )
+    detector: str | None = Field(
+        None, description="detector file, relative to models_dir; found by content when unset"
+    )
+    recognizer: str | None = Field(
+        None, description="recognizer file, relative to models_dir; found by content when unset"
+    )
+
+
+class StorageSettings(BaseModel):
+    """Where the catalog and the vectors live."""
+
+    catalog_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file catalog.sqlite in home"
+    )
+    milvus_uri: str | None = Field(
+        None, description="Milvus URI (http://host:19530) or Lite file; default: vectors.db in home"
+    )
+    milvus_token: SecretStr | None = Field(None, description="Milvus server token, if any")
+    metric: Metric = "cosine"
+    index_type: IndexType = Field(
+        "HNSW",
+        description="Milvus index; HNSW keeps queries fast on Milvus Lite, where FLAT"
+        " copies the whole matrix per query",
+    )
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 128
+
+
+class SearchSettings(BaseModel):
+    top_k: int = Field(10, ge=1, le=16384)
+    threshold: float = Field(
+        85.0, ge=0.0, le=100.0, description="similarity % (85 = the pack's same-person threshold)"
+    )
+
+
+class WorkbenchSettings(BaseSettings):
+    """All settings of one workbench.
+
+    Defaults make a workbench that runs with nothing else installed: a SQLite
+    catalog and a Milvus Lite file in ``home``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKBENCH_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Field(Path("workbench-data"), description="directory of the catalog and vectors")
+    pack: str = Field("local", description="model pack name, or a directory of ONNX models")
+    device: Device = "auto"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads per model session; default: all cores when alone,"
+        " fewer when Milvus Lite shares the process",
+    )
+    batch_size: int = Field(16, ge=1, description="photos decoded and analysed per batch")
+    insightface_root: Path = Field(
+        Path("~/.insightface"), description="root of insightface model packs (models/<name>/)"
+    )
+    allow_download: bool = Field(
+        True, description="let insightface download missing packs (needs internet)"
+    )
+    detection: DetectionSettings = DetectionSettings()
+    limits: LimitSettings = LimitSettings()
+    local: LocalPackSettings = LocalPackSettings()
+    storage: StorageSettings = StorageSettings()
+    search: SearchSettings = SearchSettings()
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def catalog_url(self) -> str:
+        return self.storage.catalog_url or f"sqlite:///{(self.home / 'catalog.sqlite').resolve()}"
+
+    @property
+    def milvus_uri(self) -> str:
+        return self.storage.milvus_uri or str((self.home / "vectors.db").resolve())

@@ -1,0 +1,220 @@
+"""Face vectors in Milvus (a Lite file by default, any Milvus URI by setting).
+
+One collection per pack (dimensions and meaning differ). Primary keys are
+catalog face ids, so upserts are idempotent and the index can always be
+rebuilt from the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from workbench._optional import require
+from workbench.errors import StoreError
+from workbench.settings import Metric, StorageSettings
+
+MAX_SOURCE_LEN = 512
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    face_id: int
+    photo_id: int
+    source: str
+    score: float
+    """Cosine similarity, whatever the metric of the collection."""
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class VectorIndex:
+    """A pymilvus `MilvusClient` over the workbench's collections."""
+
+    def __init__(self, uri: str, storage: StorageSettings, client: Any | None = None) -> None:
+        self.uri = uri
+        self.storage = storage
+        self._client = client
+        self._loaded: set[str] = set()
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            pymilvus = require("pymilvus", "server", "the Milvus vector index")
+            kwargs: dict[str, Any] = {}
+            if self.is_lite:
+                Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+            if self.storage.milvus_token is not None:
+                kwargs["token"] = self.storage.milvus_token.get_secret_value()
+            try:
+                self._client = pymilvus.MilvusClient(self.uri, **kwargs)
+            except Exception as e:  # noqa: BLE001 - pymilvus wraps many causes
+                hint = (
+                    " (a Milvus Lite file can be opened by one process at a time; close the other"
+                    " kernel, or serve it with `milvus-lite server` and use its URI)"
+                    if self.is_lite and "lock" in str(e).lower()
+                    else ""
+                )
+                raise StoreError(f"cannot open Milvus at {self.uri}: {e}{hint}") from e
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ---- collections -------------------------------------------------------
+    def _milvus_metric(self) -> str:
+        return {"cosine": "COSINE", "l2": "L2"}[self.storage.metric]
+
+    def _index_params(self) -> dict[str, Any]:
+        t = self.storage.index_type
+        if t == "HNSW":
+            return {"M": self.storage.hnsw_m, "efConstruction": self.storage.hnsw_ef_construction}
+        if t in ("IVF_FLAT", "IVF_SQ8"):
+            return {"nlist": 1024}
+        if t == "IVF_PQ":
+            return {"nlist": 1024, "m": 16, "nbits": 8}
+        return {}
+
+    def _search_params(self) -> dict[str, Any]:
+        t = self.storage.index_type
+        if t == "HNSW":
+            return {"ef": self.storage.hnsw_ef}
+        if t.startswith("IVF"):
+            return {"nprobe": 32}
+        return {}
+
+    def ensure_collection(self, name: str, dim: int) -> None:
+        c = self.client
+        if c.has_collection(name):
+            return
+        from pymilvus import DataType
+
+        schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("photo_id", DataType.INT64)
+        schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE_LEN)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        index = c.prepare_index_params()
+        index.add_index(
+            field_name="vector",
+            index_type=self.storage.index_type,
+            metric_type=self._milvus_metric(),
+            params=self._index_params(),
+        )
+        c.create_collection(name, schema=schema, index_params=index)
+
+    def drop(self, name: str) -> None:
+        if self.client.has_collection(name):
+            self.client.drop_collection(name)
+        self._loaded.discard(name)
+
+    def _ready(self, name: str) -> bool:
+        """True when the collection exists and is loaded for queries (a new process must load it)."""
+        if name in self._loaded:
+            return True
+        if not self.client.has_collection(name):
+            return False
+        self.client.load_collection(name)
+        self._loaded.add(name)
+        return True
+
+    def has(self, name: str) -> bool:
+        return bool(self.client.has_collection(name))
+
+    # ---- data --------------------------------------------------------------
+    def upsert(
+        self,
+        name: str,
+        ids: Sequence[int],
+        photo_ids: Sequence[int],
+        sources: Sequence[str],
+        vectors: NDArray[np.float32],
+    ) -> None:
+        if len(ids) == 0:
+            return
+        rows = [
+            {"id": int(i), "photo_id": int(p), "source": s[:MAX_SOURCE_LEN], "vector": v.tolist()}
+            for i, p, s, v in zip(ids, photo_ids, sources, vectors, strict=True)
+        ]
+        try:
+            self.client.upsert(name, rows)
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"writing {len(rows)} vectors to {name} failed: {e}") from e
+
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        if ids and self.has(name):
+            self.client.delete(name, ids=[int(i) for i in ids])
+
+    def count(self, name: str) -> int:
+        if not self._ready(name):
+            return 0
+        res = self.client.query(
+            name, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(res[0]["count(*)"])
+
+    def ids(self, name: str) -> set[int]:
+        """Every primary key in the collection (for reconciliation)."""
+        if not self._ready(name):
+            return set()
+        out: set[int] = set()
+        it = self.client.query_iterator(
+            name, batch_size=10_000, filter="id >= 0", output_fields=["id"]
+        )
+        try:
+            while batch := it.next():
+                out.update(int(r["id"]) for r in batch)
+        finally:
+            it.close()
+        return out
+
+    def search(
+        self,
+        name: str,
+        queries: NDArray[np.float32],
+        top_k: int,
+        source: str | None = None,
+    ) -> list[list[VectorHit]]:
+        """Nearest faces of each query vector, best first, scored as cosine similarity."""
+        if not self._ready(name):
+            return [[] for _ in range(len(queries))]
+        flt = f"source == {_quote(source)}" if source else ""
+        try:
+            res = self.client.search(
+                name,
+                data=[q.tolist() for q in queries],
+                limit=top_k,
+                filter=flt,
+                output_fields=["photo_id", "source"],
+                search_params={"metric_type": self._milvus_metric(), "params": self._search_params()},
+                anns_field="vector",
+            )
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"searching {name} failed: {e}") from e
+        return [[self._hit(h) for h in hits] for hits in res]
+
+    def _hit(self, h: dict[str, Any]) -> VectorHit:
+        entity = h.get("entity", {})
+        # Lite names the key by its field ("id"); some servers say "pk".
+        face_id = h.get("id", h.get("pk", entity.get("id")))
+        dist = float(h["distance"])
+        # On unit vectors squared L2 = 2 - 2·cos; report cosine either way.
+        cos = dist if self.storage.metric == "cosine" else 1.0 - dist / 2.0
+        return VectorHit(int(face_id), int(entity["photo_id"]), str(entity["source"]), cos)
+
+
+def metric_of(storage: StorageSettings) -> Metric:
+    return storage.metric
