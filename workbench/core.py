@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from workbench.errors import WorkbenchError
 from workbench.faces.calibration import Calibration, load_calibration
 from workbench.faces.packs import ModelPack, open_pack
+from workbench.monitoring import ensure_logging
 from workbench.pipeline import Ingest, IngestReport
 from workbench.search import ImageInput, QueryFace, search_sample
 from workbench.settings import WorkbenchSettings
@@ -80,6 +81,7 @@ class Workbench:
         catalog: Catalog | None = None,
         index: VectorIndex | None = None,
     ) -> None:
+        ensure_logging()
         self.settings = settings or WorkbenchSettings()
         self.home: Path = self.settings.home
         self.home.mkdir(parents=True, exist_ok=True)

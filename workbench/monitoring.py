@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from loguru import logger
 
 _configured = False
+
+
+def ensure_logging() -> None:
+    """Replace loguru's default DEBUG sink once, unless the application configured logging.
+
+    Level from ``WORKBENCH_LOG_LEVEL`` (default INFO).
+    """
+    if not _configured:
+        configure_logging(os.environ.get("WORKBENCH_LOG_LEVEL", "INFO"))
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:

@@ -150,10 +150,11 @@ class Ingest:
         # (Pillow and zlib release the GIL).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             batches = list(_batches(refs, batch_size))
-            pending: Future[list[_Prepared]] | None = None
-            for i, _ in enumerate(batches):
-                current = pending.result() if pending else self._read_batch(batches[i])
-                pending = pool.submit(self._read_batch, batches[i + 1]) if i + 1 < len(batches) else None
+            ahead: Future[list[_Prepared]] | None = None
+            for i, batch in enumerate(batches):
+                current = ahead.result() if ahead else self._read_batch(batch)
+                if i + 1 < len(batches):
+                    ahead = pool.submit(self._read_batch, batches[i + 1])
                 self._handle_batch(current)
                 bar.update(len(current))
                 bar.set_postfix(faces=self.report.faces, errors=self.report.errors, refresh=False)

@@ -1,0 +1,145 @@
+"""The spine's acceptance: real models, real photos, real SQLite and Milvus Lite."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.integration.conftest import DevWorkbench
+from workbench.store.catalog import Face, Photo
+
+pytestmark = pytest.mark.integration
+
+PACK_GOALS = {"dev_local": 0.90, "dev_dlib": 0.80}
+
+
+def _status_by_path(dw: DevWorkbench) -> dict[Path, Photo]:
+    with dw.wb.catalog.session() as s:  # type: ignore[attr-defined]
+        return {Path(p.uri): p for p in s.scalars(select(Photo))}
+
+
+def top1_rate(dw: DevWorkbench) -> tuple[float, list[str]]:
+    """Share of identity photos (person with ≥ 3 photos) whose best other match is the same person."""
+    by_identity = Counter(p.identity for p in dw.photos if p.category == "identity")
+    queries = [p for p in dw.photos if p.category == "identity" and by_identity[p.identity] >= 3]
+    identity_of = {str(p.path.resolve()): p.identity for p in dw.photos}
+    hits, misses = 0, []
+    for q in queries:
+        results = dw.wb.search(q.path, top_k=8, threshold=0)  # type: ignore[attr-defined]
+        assert results, f"no face detected in the query photo {q.path.name}"
+        # The photo's subject is its largest face.
+        face = max(results, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
+        others = [m for m in face.matches if m.photo != str(q.path.resolve())]
+        best = identity_of.get(others[0].photo) if others else None
+        if best == q.identity:
+            hits += 1
+        else:
+            misses.append(f"{q.path.name} ({q.identity}) -> {best}")
+    return hits / len(queries), misses
+
+
+@pytest.mark.parametrize("fixture", ["dev_local", "dev_dlib"])
+def test_search_finds_same_person(fixture: str, request: pytest.FixtureRequest) -> None:
+    dw: DevWorkbench = request.getfixturevalue(fixture)
+    rate, misses = top1_rate(dw)
+    n = sum(1 for _ in misses)
+    assert rate >= PACK_GOALS[fixture], f"top-1 {rate:.1%} (misses {n}): {misses}"
+
+
+@pytest.mark.parametrize("fixture", ["dev_local", "dev_dlib"])
+def test_no_face_and_group_photos(fixture: str, request: pytest.FixtureRequest) -> None:
+    dw: DevWorkbench = request.getfixturevalue(fixture)
+    rows = _status_by_path(dw)
+    for p in dw.photos:
+        row = rows[p.path.resolve()]
+        if p.category == "no_face":
+            assert row.status == "no_faces", f"{p.path.name}: {row.status} with {row.n_faces} faces"
+        elif p.category == "group":
+            assert p.n_faces is not None
+            assert row.n_faces >= p.n_faces - 1, f"{p.path.name}: {row.n_faces} of {p.n_faces} faces"
+        else:
+            assert row.status == "done", f"{p.path.name}: {row.status} {row.error}"
+
+
+@pytest.mark.parametrize("fixture", ["dev_local", "dev_dlib"])
+def test_reingest_adds_nothing(fixture: str, request: pytest.FixtureRequest, faces_dev_dir: Path) -> None:
+    dw: DevWorkbench = request.getfixturevalue(fixture)
+    assert dw.report.photos == len(dw.photos)  # type: ignore[attr-defined]
+    before = dw.wb.stats()  # type: ignore[attr-defined]
+    again = dw.wb.ingest([faces_dev_dir / "images"], progress=False)  # type: ignore[attr-defined]
+    assert again.counts() == {"photos": 0, "faces": 0, "no_faces": 0, "errors": 0, "skipped": len(dw.photos)}
+    after = dw.wb.stats()  # type: ignore[attr-defined]
+    assert (after.photos, after.faces) == (before.photos, before.faces)
+    assert after.agree
+
+
+def test_faces_record_pack_box_landmarks(dev_local: DevWorkbench) -> None:
+    pack = dev_local.wb.pack  # type: ignore[attr-defined]
+    with dev_local.wb.catalog.session() as s:  # type: ignore[attr-defined]
+        faces = list(s.scalars(select(Face)))
+    assert faces and {f.pack for f in faces} == {pack.name}
+    for f in faces:
+        assert f.x2 > f.x1 and f.y2 > f.y1 and len(f.landmarks) == 10
+        assert f.score >= dev_local.wb.settings.detection.min_score  # type: ignore[attr-defined]
+        assert min(f.x2 - f.x1, f.y2 - f.y1) >= dev_local.wb.settings.detection.min_face_size  # type: ignore[attr-defined]
+        assert len(f.embedding) == 4 * pack.embedding_dim
+
+
+def test_packs_never_share_a_collection(dev_local: DevWorkbench, dev_dlib: DevWorkbench) -> None:
+    a, b = dev_local.wb.pack, dev_dlib.wb.pack  # type: ignore[attr-defined]
+    assert a.name != b.name and a.collection_name != b.collection_name
+
+
+def test_similarity_is_calibrated(dev_local: DevWorkbench, dev_photos: list) -> None:
+    """A photo matches itself at ~100 %; the threshold filters matches below it."""
+    wb = dev_local.wb
+    assert wb.calibration.calibrated, "the local pack ships a calibration from LFW View 1"  # type: ignore[attr-defined]
+    q = next(p for p in dev_photos if p.category == "identity")
+    loose = wb.search(q.path, top_k=20, threshold=0)  # type: ignore[attr-defined]
+    strict = wb.search(q.path, top_k=20, threshold=95)  # type: ignore[attr-defined]
+    face = max(range(len(loose)), key=lambda i: loose[i].score)
+    assert loose[face].matches[0].photo == str(q.path.resolve())
+    assert loose[face].matches[0].similarity > 99
+    assert all(m.similarity >= 95 for m in strict[face].matches)
+    assert len(strict[face].matches) <= len(loose[face].matches)
+    sims = [m.similarity for m in loose[face].matches]
+    assert sims == sorted(sims, reverse=True)
+
+
+def test_source_filter(tmp_path: Path, local_settings: object, faces_dev_dir: Path, dev_photos: list) -> None:
+    from workbench.core import Workbench
+
+    obama = [p for p in dev_photos if p.identity == "face_recognition:obama"]
+    with Workbench(local_settings) as wb:  # type: ignore[arg-type]
+        wb.ingest([obama[0].path], source="archive-a", progress=False)
+        wb.ingest([obama[1].path], source="archive-b", progress=False)
+        both = wb.search(obama[2].path, threshold=0)
+        only_b = wb.search(obama[2].path, threshold=0, source="archive-b")
+    assert {m.source for m in both[0].matches} == {"archive-a", "archive-b"}
+    assert {m.source for m in only_b[0].matches} == {"archive-b"}
+
+
+def test_delete_and_reindex(local_settings: object, dev_photos: list) -> None:
+    from workbench.core import Workbench
+
+    group = [p for p in dev_photos if p.category == "group"][:2]
+    with Workbench(local_settings) as wb:  # type: ignore[arg-type]
+        wb.ingest([p.path for p in group], progress=False)
+        st = wb.stats()
+        assert st.agree and st.faces >= 2
+        collection = wb.pack.collection_name
+        gone = wb.delete_photo(str(group[0].path.resolve()))
+        assert gone >= 1
+        st2 = wb.stats()
+        assert st2.photos == 1 and st2.faces == st.faces - gone and st2.agree
+        assert wb.index.count(collection) == st2.faces
+        # The index can be dropped and rebuilt from the catalog alone.
+        wb.index.drop(collection)
+        assert not wb.stats().agree
+        assert wb.reindex() == st2.faces
+        assert wb.stats().agree
+        hits = wb.search(group[1].path, threshold=90)
+        assert any(m.photo == str(group[1].path.resolve()) for r in hits for m in r.matches)
