@@ -27,14 +27,35 @@ class UnknownNameError(ConfigurationError, KeyError):
 
 
 class MissingDependencyError(WorkbenchError, ImportError):
-    """An optional package is needed for what was asked."""
+    """An optional package is needed for what was asked.
 
-    def __init__(self, module: str, extra: str, purpose: str) -> None:
-        self.module, self.extra = module, extra
-        super().__init__(
-            f"{purpose} needs the Python package {module!r}, which is not installed; "
-            f"install it with: pip install 'face-workbench[{extra}]'"
-        )
+    ``extra`` is the `face-workbench` extra that installs it (``None`` for a
+    package of the core install); ``broken`` is set when the package is there
+    but its own import failed, with that failure's text.
+    """
+
+    def __init__(
+        self, module: str, extra: str | None, purpose: str, broken: str | None = None
+    ) -> None:
+        self.module, self.extra, self.purpose, self.broken = module, extra, purpose, broken
+        if extra:
+            fix = f"pip install 'face-workbench[{extra}]'"
+        else:
+            fix = "pip install --force-reinstall face-workbench"
+        if broken is None:
+            message = (
+                f"{purpose} needs the Python package {module!r}, which is not installed; "
+                f"install it with: {fix}"
+            )
+        else:
+            message = (
+                f"{purpose} needs the Python package {module!r}, which is installed but cannot "
+                f"be imported ({broken}); reinstall it with: {fix}"
+            )
+        super().__init__(message, name=module)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across worker processes
+        return (type(self), (self.module, self.extra, self.purpose, self.broken))
 
 
 class ModelNotFoundError(WorkbenchError):

@@ -172,14 +172,24 @@ class Ingest:
                 continue
             self._seen.add(key)
             todo.append(item)
+        self._write_index(self._write_catalog(todo, self._analyze(todo)))
+
+    def _analyze(self, todo: list[_Prepared]) -> dict[int, list[AnalyzedFace]]:
+        """Faces of every decodable photo, batched across photos where the pack can."""
+        pack = self.wb.pack
+        ready = [(i, it) for i, it in enumerate(todo) if it.error is None and it.image is not None]
+        try:
+            faces = pack.analyze_many([it.image.rgb for _, it in ready])  # type: ignore[union-attr]
+            return {i: f for (i, _), f in zip(ready, faces, strict=True)}
+        except Exception:  # noqa: BLE001 - retry one by one to name the photo that failed
+            logger.debug("batched analysis failed; retrying photo by photo")
         results: dict[int, list[AnalyzedFace]] = {}
-        for idx, item in enumerate(todo):
-            if item.error is None and item.image is not None:
-                try:
-                    results[idx] = self.wb.pack.analyze(item.image.rgb)
-                except Exception as e:  # noqa: BLE001 - one bad photo must not stop the batch
-                    item.error = f"face analysis failed: {type(e).__name__}: {e}"
-        self._write_index(self._write_catalog(todo, results))
+        for i, item in ready:
+            try:
+                results[i] = pack.analyze(item.image.rgb)  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - one bad photo must not stop the batch
+                item.error = f"face analysis failed: {type(e).__name__}: {e}"
+        return results
 
     def _write_catalog(
         self, todo: list[_Prepared], results: dict[int, list[AnalyzedFace]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,26 @@ def _session_options(threads: int | None) -> Any:
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 3
     return so
+
+
+def _get_model(path: Path, hint: str, **kwargs: Any) -> Any:
+    """insightface's ``get_model`` with its failures turned into `ModelNotFoundError`.
+
+    A missing, truncated or foreign file makes insightface fail with a bare
+    AssertionError or an onnxruntime error that does not say which file; this
+    names the file and what to do about it.
+    """
+    from insightface.model_zoo import get_model
+
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} does not exist; {hint}")
+    try:
+        return get_model(str(path), **kwargs)
+    except Exception as e:  # noqa: BLE001 - AssertionError, onnxruntime's and onnx's errors
+        raise ModelNotFoundError(
+            f"insightface cannot load {path} ({type(e).__name__}: {e}); the file is truncated, "
+            f"corrupt or not a face model; {hint}"
+        ) from e
 
 
 class _YuNet:
@@ -165,9 +186,12 @@ class OnnxPack(ModelPack):
         self.embedding_dim = 0  # known once the recognizer is loaded
         self.description = f"{files.detector.name} + {files.recognizer.name}"
 
+    #: what to tell the user about a file that cannot be loaded
+    replace_hint = "replace it with a working copy"
+
     def _load(self) -> None:
         require("insightface", "insightface", f"the {self.name} pack")
-        from insightface.model_zoo import get_model
+        require("onnxruntime", "insightface", f"the {self.name} pack")
 
         providers, ctx_id = _providers(self.device)
         size = self.detection.input_size
@@ -176,7 +200,7 @@ class OnnxPack(ModelPack):
             self._yunet: _YuNet | None = _YuNet(self.files.detector, size, self.detection.min_score)
         else:
             self._yunet = None
-            self._det = get_model(str(self.files.detector), **kwargs)
+            self._det = _get_model(self.files.detector, self.replace_hint, **kwargs)
             if self._det is None or not hasattr(self._det, "detect"):
                 raise ModelNotFoundError(f"{self.files.detector} is not a face detector insightface can run")
             self._det.prepare(ctx_id, input_size=(size, size), det_thresh=self.detection.min_score)
@@ -184,7 +208,7 @@ class OnnxPack(ModelPack):
                 raise ModelNotFoundError(
                     f"{self.files.detector} gives no landmarks; alignment needs a detector with 5 keypoints"
                 )
-        self._rec = get_model(str(self.files.recognizer), **kwargs)
+        self._rec = _get_model(self.files.recognizer, self.replace_hint, **kwargs)
         if self._rec is None or not hasattr(self._rec, "get_feat"):
             raise ModelNotFoundError(f"{self.files.recognizer} is not an ArcFace-style recognizer")
         self._rec.prepare(ctx_id)
@@ -238,15 +262,34 @@ INSIGHTFACE_PACK_FILES: dict[str, tuple[str, str]] = {
 
 
 def _online(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` seconds.
+
+    The name lookup is not covered by a socket timeout (a machine with an
+    unreachable DNS server can block in it for many seconds), so the probe
+    runs in a daemon thread and is abandoned after ``timeout``.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="workbench-online-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
 
 
 class InsightfacePack(OnnxPack):
     """insightface's own packs, from ``<insightface_root>/models/<name>/``."""
+
+    replace_hint = (
+        "delete it and download the pack again (or unzip a fresh copy of the pack's .zip "
+        "from the insightface model zoo there)"
+    )
 
     @classmethod
     def from_settings(cls, name: str, settings: WorkbenchSettings) -> InsightfacePack:  # type: ignore[override]
@@ -255,7 +298,7 @@ class InsightfacePack(OnnxPack):
         pack_dir = root / "models" / name
         missing = [f for f in (det_file, rec_file) if not (pack_dir / f).is_file()]
         if missing and settings.allow_download and _online():
-            _download(name, root)
+            _download(name, root, force=pack_dir.exists())
             missing = [f for f in (det_file, rec_file) if not (pack_dir / f).is_file()]
         if missing:
             why = (
@@ -265,8 +308,7 @@ class InsightfacePack(OnnxPack):
             )
             raise ModelNotFoundError(
                 f"the {name} pack needs {', '.join(missing)} in {pack_dir}, and {why}. "
-                f"On a machine with internet, download {name}.zip from the insightface model "
-                f"zoo (github.com/deepinsight/insightface/releases, tag v0.7), unzip it so that "
+                f"On a machine with internet, download {_zoo_url(name)}, unzip it so that "
                 f"{pack_dir / det_file} and {pack_dir / rec_file} exist, or set "
                 f"WORKBENCH_INSIGHTFACE_ROOT to a folder whose models/{name}/ holds them"
             )
@@ -274,11 +316,30 @@ class InsightfacePack(OnnxPack):
         return cls(name, files, settings.detection, settings.device, settings.threads)
 
 
-def _download(name: str, root: Path) -> None:
+def _zoo_url(name: str) -> str:
+    """Where insightface fetches ``<name>.zip`` (its release tag moved between versions)."""
+    try:
+        from insightface.utils.storage import model_zoo_download_url
+
+        return str(model_zoo_download_url(f"{name}.zip"))
+    except Exception:  # noqa: BLE001 - insightface absent, broken, or an older layout
+        return f"https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip"
+
+
+def _download(name: str, root: Path, force: bool = False) -> None:
+    """Let insightface fetch and unzip ``<name>.zip`` into ``<root>/models/<name>/``.
+
+    insightface skips the download when the folder exists, so a folder left
+    incomplete (an interrupted unzip, a file deleted by hand) is fetched again
+    with ``force``.
+    """
     require("insightface", "insightface", f"the {name} pack")
-    from insightface.utils import ensure_available
+    import insightface.utils as iu
 
     try:
-        ensure_available("models", name, root=str(root))
+        if force:
+            iu.download("models", name, force=True, root=str(root))
+        else:
+            iu.ensure_available("models", name, root=str(root))
     except Exception as e:  # noqa: BLE001 - network and zip errors of many kinds
         raise ModelNotFoundError(f"downloading the {name} pack into {root}/models failed: {e}") from e

@@ -51,7 +51,7 @@ class VectorIndex:
     @property
     def client(self) -> Any:
         if self._client is None:
-            pymilvus = require("pymilvus", "server", "the Milvus vector index")
+            pymilvus = require("pymilvus", None, "the Milvus vector index")
             kwargs: dict[str, Any] = {}
             if self.is_lite:
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
