@@ -17,7 +17,7 @@ from workbench._optional import require
 from workbench.errors import ConfigurationError, ModelNotFoundError
 from workbench.faces.align import align_face
 from workbench.faces.packs import ModelPack
-from workbench.faces.types import DetectedFace, l2_normalize
+from workbench.faces.types import AnalyzedFace, DetectedFace, l2_normalize
 from workbench.settings import DetectionSettings, Device, WorkbenchSettings
 
 OnnxRole = Literal["scrfd", "yunet", "recognizer", "other"]
@@ -236,13 +236,33 @@ class OnnxPack(ModelPack):
 
     def _embed(self, rgb: NDArray[np.uint8], faces: Sequence[DetectedFace]) -> NDArray[np.float32]:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        crops = [align_face(bgr, f.landmarks) for f in faces]
+        return self._embed_crops([align_face(bgr, f.landmarks) for f in faces])
+
+    def _embed_crops(self, crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        """Embed aligned BGR crops in the recognizer's batch size (1 for fixed-batch exports)."""
         # insightface's get_feat takes BGR crops and swaps to RGB itself.
         feats = [
             self._rec.get_feat(crops[i : i + self._rec_batch])
             for i in range(0, len(crops), self._rec_batch)
         ]
         return l2_normalize(np.concatenate(feats, axis=0))
+
+    def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
+        """Detect per photo, then embed the faces of all photos together.
+
+        On CUDA a batch of crops from many photos keeps the GPU busy; on CPU it
+        costs nothing extra.
+        """
+        per_photo = [self.detect(rgb) for rgb in images]
+        crops = [
+            align_face(np.ascontiguousarray(rgb[..., ::-1]), f.landmarks)
+            for rgb, faces in zip(images, per_photo, strict=True)
+            for f in faces
+        ]
+        if not crops:
+            return [[] for _ in images]
+        vectors = iter(self._embed_crops(crops))
+        return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
 
     @classmethod
     def from_settings(cls, settings: WorkbenchSettings) -> OnnxPack:
