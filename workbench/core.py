@@ -132,14 +132,21 @@ class Workbench:
 
     # ---- operations --------------------------------------------------------
     def ingest(
-        self, paths: Iterable[str | Path], source: str | None = None, progress: bool = True
+        self,
+        paths: Iterable[str | Path],
+        source: str | None = None,
+        progress: bool = True,
+        retry_errors: bool = False,
     ) -> IngestReport:
         """Add photos from files, folders, zip archives (or registered sources).
 
         Photos already in the catalog (same sha256) are skipped; bad photos are
         recorded with status ``error`` and the reason, and the batch goes on.
+        ``retry_errors`` tries photos recorded as errors again (after a fix or
+        a raised limit) instead of skipping them.
         """
-        return Ingest(self, progress=progress).run([str(p) for p in paths], source)
+        run = Ingest(self, progress=progress, retry_errors=retry_errors)
+        return run.run([str(p) for p in paths], source)
 
     def search(
         self,

@@ -60,32 +60,51 @@ class _Prepared:
     error: str | None = None
     done_before: bool = False
     existing_id: int | None = None
+    """Catalog row this photo updates (same bytes seen before, or a retried error)."""
+    stale_id: int | None = None
+    """An earlier error row of the same uri, replaced now that (new) bytes were read."""
 
 
-def _prepare(ref: PhotoRef, wb: Workbench) -> _Prepared:
-    """Read, hash, look up, decode: everything before the models, safe in a worker thread."""
+def _prepare(ref: PhotoRef, wb: Workbench, retry_errors: bool) -> _Prepared:
+    """Read, hash, look up, decode: everything before the models, safe in a worker thread.
+
+    Never raises: whatever goes wrong becomes the photo's error.
+    """
+    failed = wb.catalog.error_photo(ref.source, ref.uri)
+    stale_id = failed.id if failed is not None else None
     if ref.problem:
-        done = wb.catalog.unreadable_photo(ref.source, ref.uri) is not None
-        return _Prepared(ref, error=ref.problem, done_before=done)
+        return _Prepared(
+            ref, error=ref.problem, done_before=stale_id is not None and not retry_errors,
+            existing_id=stale_id,
+        )
     try:
         data = ref.read()
-    except (WorkbenchError, OSError) as e:
-        done = wb.catalog.unreadable_photo(ref.source, ref.uri) is not None
-        return _Prepared(ref, error=f"cannot read: {e}", done_before=done)
-    item = _Prepared(ref, sha=sha256(data), size=len(data))
+    except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
+        return _Prepared(
+            ref, error=f"cannot read: {_describe(e)}",
+            done_before=stale_id is not None and not retry_errors, existing_id=stale_id,
+        )
+    item = _Prepared(ref, sha=sha256(data), size=len(data), stale_id=stale_id)
     existing = wb.catalog.photo_by_sha(item.sha)
     if existing is not None:
         # A photo another pack analysed is analysed again for this pack; one
-        # that cannot be decoded stays an error for every pack.
-        if existing.pack == wb.pack.name or (existing.status == "error" and existing.width is None):
+        # that cannot be decoded stays an error for every pack, unless retried.
+        undecodable = existing.status == "error" and existing.width is None
+        if (existing.pack == wb.pack.name or undecodable) and not (
+            retry_errors and existing.status == "error"
+        ):
             item.done_before = True
             return item
         item.existing_id = existing.id
     try:
         item.image = decode_image(data, wb.settings.limits)
-    except WorkbenchError as e:
-        item.error = str(e)
+    except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
+        item.error = _describe(e)
     return item
+
+
+def _describe(e: Exception) -> str:
+    return str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"
 
 
 def _batches(items: Sequence[PhotoRef], n: int) -> Iterator[Sequence[PhotoRef]]:
@@ -96,9 +115,10 @@ def _batches(items: Sequence[PhotoRef], n: int) -> Iterator[Sequence[PhotoRef]]:
 class Ingest:
     """One ingest run over some sources into a workbench."""
 
-    def __init__(self, wb: Workbench, progress: bool = True) -> None:
+    def __init__(self, wb: Workbench, progress: bool = True, retry_errors: bool = False) -> None:
         self.wb = wb
         self.progress = progress
+        self.retry_errors = retry_errors
         self.report = IngestReport()
         self._seen: set[str] = set()
 
@@ -161,7 +181,7 @@ class Ingest:
         bar.close()
 
     def _read_batch(self, refs: Sequence[PhotoRef]) -> list[_Prepared]:
-        return [_prepare(ref, self.wb) for ref in refs]
+        return [_prepare(ref, self.wb, self.retry_errors) for ref in refs]
 
     def _handle_batch(self, items: list[_Prepared]) -> None:
         todo: list[_Prepared] = []
@@ -200,6 +220,10 @@ class Ingest:
         with wb.catalog.session.begin() as s:
             for idx, item in enumerate(todo):
                 ref = item.ref
+                if item.stale_id is not None and item.stale_id != item.existing_id:
+                    stale = s.get(Photo, item.stale_id)
+                    if stale is not None:
+                        s.delete(stale)
                 photo = s.get(Photo, item.existing_id) if item.existing_id else None
                 if photo is None:
                     photo = Photo(

@@ -32,7 +32,11 @@ class LimitSettings(BaseModel):
     """Guards against hostile or absurd input; a photo over a limit is an `error`."""
 
     max_file_bytes: int = Field(200 * 2**20, description="largest photo file accepted")
-    max_pixels: int = Field(80_000_000, description="largest width × height decoded")
+    max_pixels: int = Field(
+        80_000_000,
+        description="largest width × height decoded (Pillow's own bomb guard still refuses"
+        " anything over ~179 Mpx)",
+    )
     max_side: int = Field(30_000, description="largest width or height decoded")
     min_side: int = Field(16, description="smallest width or height worth decoding")
     max_zip_member_bytes: int = Field(

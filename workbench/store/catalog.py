@@ -178,11 +178,13 @@ class Catalog:
         with self.session() as s:
             return s.scalar(select(Photo).where(Photo.sha256 == sha))
 
-    def unreadable_photo(self, source: str, uri: str) -> Photo | None:
-        """A photo recorded as an error before its bytes could be read."""
+    def error_photo(self, source: str, uri: str) -> Photo | None:
+        """The error row of this source's uri, if its last attempt failed."""
         with self.session() as s:
             return s.scalar(
-                select(Photo).where(Photo.sha256.is_(None), Photo.source == source, Photo.uri == uri)
+                select(Photo)
+                .where(Photo.source == source, Photo.uri == uri, Photo.status == "error")
+                .limit(1)
             )
 
     def get_photo(self, photo_id: int) -> Photo | None:
