@@ -171,6 +171,67 @@ def packs() -> None:
         click.echo(name)
 
 
+@cli.command()
+@click.option(
+    "--lfw",
+    "lfw_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="LFW directory: images/<Name>/<Name>_0001.jpg and the pairs files.",
+)
+@click.option(
+    "--pairs",
+    default="pairsDevTrain.txt",
+    show_default=True,
+    help="Pairs the calibration is fitted on (a name in the LFW directory, or a path).",
+)
+@click.option(
+    "--check",
+    default="pairsDevTest.txt",
+    show_default=True,
+    help="Held-out pairs the fitted threshold is checked on.",
+)
+@click.option("--no-check", is_flag=True, help="Skip the check on held-out pairs.")
+@click.option(
+    "--write",
+    type=click.Choice(["home", "package", "none"]),
+    default="home",
+    show_default=True,
+    help="Where the calibration goes: the workbench home's calibration.json, the shipped "
+    "workbench/faces/calibration.json (maintainers), or nowhere.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.pass_context
+def calibrate(
+    ctx: click.Context,
+    lfw_dir: str,
+    pairs: str,
+    check: str,
+    no_check: bool,
+    write: str,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Measure the pack's same-person threshold on LFW (read as 85 % similarity)."""
+    from workbench.evaluation.lfw import calibrate_on_lfw, write_calibration
+
+    with _open(ctx) as wb:
+        result = calibrate_on_lfw(
+            wb.pack,
+            lfw_dir,
+            pairs,
+            None if no_check else check,
+            limits=wb.settings.limits,
+            progress=not no_progress,
+        )
+        result = write_calibration(result, write, wb.home)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(result.summary())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +31,16 @@ class Calibration:
     calibrated: bool = True
     protocol: str = "LFW View 1 pairsDevTrain.txt"
     accuracy: float | None = None
+    """Accuracy of ``threshold`` on the pairs it was fitted on."""
     pairs: int | None = None
+    """Pairs the fit used (pairs touching an image without a detected face are left out)."""
+    excluded_pairs: int | None = None
+    """Pairs of the fitting file left out because an image had no detected face."""
+    check_protocol: str | None = None
+    """Held-out pairs ``threshold`` was checked on (LFW View 1 pairsDevTest.txt)."""
+    check_accuracy: float | None = None
+    check_pairs: int | None = None
+    check_excluded_pairs: int | None = None
 
     def percent(self, cosine: float | NDArray[np.floating]) -> NDArray[np.float64] | float:
         z = self.slope * (np.asarray(cosine, dtype=np.float64) - self.threshold) + _ANCHOR_LOGIT
@@ -57,13 +66,28 @@ def _read(path: Path | None) -> dict[str, dict]:
     return json.loads(text)
 
 
+def package_calibration_path() -> Path:
+    """The calibration file shipped with the package (written by maintainers)."""
+    return Path(__file__).resolve().parent / CALIBRATION_FILE
+
+
+def home_calibration_path(home: Path) -> Path:
+    """A workbench home's own calibration file; its entries win over the shipped ones."""
+    return Path(home).expanduser() / CALIBRATION_FILE
+
+
+_FIELDS = frozenset(f.name for f in fields(Calibration))
+
+
 def load_calibration(pack: str, home: Path | None = None) -> Calibration:
     """The pack's calibration: the workbench home's own file first, then the shipped one."""
-    tables = ([_read(home / CALIBRATION_FILE)] if home is not None else []) + [_read(None)]
+    tables = ([_read(home_calibration_path(home))] if home is not None else []) + [_read(None)]
     for table in tables:
         entry = table.get(pack)
         if entry:
-            return Calibration(**{**entry, "pack": pack})
+            # Keys this version does not know (written by a newer one) are ignored.
+            known = {k: v for k, v in entry.items() if k in _FIELDS}
+            return Calibration(**{**known, "pack": pack})
     return Calibration(
         pack, UNCALIBRATED_THRESHOLD, UNCALIBRATED_SLOPE, calibrated=False, protocol="none"
     )
@@ -71,7 +95,7 @@ def load_calibration(pack: str, home: Path | None = None) -> Calibration:
 
 def save_calibration(cal: Calibration, path: Path) -> None:
     data = _read(path) if path.is_file() else {}
-    data[cal.pack] = {k: v for k, v in asdict(cal).items() if k != "pack"}
+    data[cal.pack] = {k: v for k, v in asdict(cal).items() if k != "pack" and v is not None}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -1,0 +1,514 @@
+"""LFW verification pairs: parse the pairs files, score them with a model pack, calibrate.
+
+Layout of an LFW directory (``images/`` may also be ``lfw/`` or absent)::
+
+    <lfw>/images/<Name>/<Name>_<nnnn>.jpg
+    <lfw>/pairsDevTrain.txt   View 1, training pairs (the calibration is fitted here)
+    <lfw>/pairsDevTest.txt    View 1, test pairs (the fitted threshold is checked here)
+    <lfw>/pairs.txt           View 2, ten folds
+
+A View 1 file starts with the number ``n`` of matched pairs, then ``n`` matched
+lines ``name n1 n2`` and ``n`` mismatched lines ``name1 n1 name2 n2``. A View 2
+file starts with ``folds n`` and repeats that block ``folds`` times.
+
+Each distinct image is embedded once. LFW photos are centred on their subject,
+so of the faces a pack detects the one used is the best by ``score · (1 − d)``,
+``d`` being the distance of the box centre from the image centre over the
+half-diagonal. An image where the pack finds no face is recorded as such; pairs
+touching it get no score and are left out of fits and accuracies, and the
+counts are reported (`PairScores.excluded_pairs`, `PairScores.no_face_images`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from workbench.errors import ImageError, WorkbenchError
+from workbench.faces.calibration import (
+    Calibration,
+    fit_calibration,
+    home_calibration_path,
+    package_calibration_path,
+    save_calibration,
+)
+from workbench.faces.packs import ModelPack
+from workbench.faces.types import AnalyzedFace
+from workbench.imaging import decode_image
+from workbench.settings import LimitSettings
+
+LFW_VIEW1_TRAIN = "pairsDevTrain.txt"
+LFW_VIEW1_TEST = "pairsDevTest.txt"
+LFW_VIEW2 = "pairs.txt"
+
+_PROTOCOLS = {
+    LFW_VIEW1_TRAIN: "LFW View 1 pairsDevTrain.txt",
+    LFW_VIEW1_TEST: "LFW View 1 pairsDevTest.txt",
+    LFW_VIEW2: "LFW View 2 pairs.txt",
+}
+
+WriteTarget = Literal["home", "package", "none"]
+
+
+class LfwError(WorkbenchError):
+    """An LFW directory or pairs file is missing, incomplete or malformed."""
+
+
+# ---- pairs files -------------------------------------------------------------
+@dataclass(frozen=True)
+class LfwPair:
+    """Two LFW images and whether they show the same person."""
+
+    name1: str
+    n1: int
+    name2: str
+    n2: int
+    same: bool
+    fold: int = 0
+    """0-based fold (View 2 has ten; View 1 files are one fold)."""
+    line: int = 0
+    """1-based line number in the pairs file."""
+
+    @property
+    def images(self) -> tuple[tuple[str, int], tuple[str, int]]:
+        return (self.name1, self.n1), (self.name2, self.n2)
+
+
+def _int(token: str, path: Path, line: int) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise LfwError(f"{path}, line {line}: {token!r} is not a whole number") from None
+    if value < 0:
+        raise LfwError(f"{path}, line {line}: {token!r} is negative")
+    return value
+
+
+def parse_pairs(path: str | Path) -> list[LfwPair]:
+    """The pairs of a View 1 (``n``) or View 2 (``folds n``) pairs file, in file order.
+
+    Raises `LfwError` naming the file and line for a malformed header or pair
+    line, and when the matched / mismatched counts disagree with the header.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise LfwError(f"cannot read the LFW pairs file {path} ({e.strerror or e})") from e
+    lines = [(i, ln.split()) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    if not lines:
+        raise LfwError(f"{path} is empty; expected an LFW pairs file")
+    head_no, head = lines[0]
+    if len(head) == 1:
+        folds, per_fold = 1, _int(head[0], path, head_no)
+    elif len(head) == 2:
+        folds, per_fold = _int(head[0], path, head_no), _int(head[1], path, head_no)
+    else:
+        raise LfwError(
+            f"{path}, line {head_no}: header {' '.join(head)!r} is neither 'n' (View 1) "
+            "nor 'folds n' (View 2)"
+        )
+    body = lines[1:]
+    if len(body) != 2 * folds * per_fold:
+        raise LfwError(
+            f"{path}: the header says {folds} fold(s) of {per_fold} matched + {per_fold} "
+            f"mismatched pairs ({2 * folds * per_fold} lines), but {len(body)} pair lines follow"
+        )
+    pairs: list[LfwPair] = []
+    for k, (no, t) in enumerate(body):
+        fold = k // (2 * per_fold) if per_fold else 0
+        if len(t) == 3:
+            pairs.append(
+                LfwPair(t[0], _int(t[1], path, no), t[0], _int(t[2], path, no), True, fold, no)
+            )
+        elif len(t) == 4:
+            pairs.append(
+                LfwPair(t[0], _int(t[1], path, no), t[2], _int(t[3], path, no), False, fold, no)
+            )
+        else:
+            raise LfwError(
+                f"{path}, line {no}: {' '.join(t)!r} is neither 'name n1 n2' (matched) "
+                "nor 'name1 n1 name2 n2' (mismatched)"
+            )
+    for f in range(folds):
+        in_fold = [p for p in pairs if p.fold == f]
+        matched = sum(p.same for p in in_fold)
+        if matched != per_fold or len(in_fold) - matched != per_fold:
+            where = f"fold {f + 1}" if folds > 1 else "the file"
+            raise LfwError(
+                f"{path}: {where} holds {matched} matched and {len(in_fold) - matched} "
+                f"mismatched pairs; the header says {per_fold} of each"
+            )
+    return pairs
+
+
+def images_root(lfw_dir: str | Path) -> Path:
+    """The folder of per-person image folders: ``images/``, ``lfw/`` or ``lfw_dir`` itself."""
+    lfw_dir = Path(lfw_dir).expanduser()
+    if not lfw_dir.is_dir():
+        raise LfwError(
+            f"LFW directory {lfw_dir} does not exist; it should hold images/<Name>/<Name>_0001.jpg "
+            "and the pairs files (pairsDevTrain.txt, pairsDevTest.txt, pairs.txt)"
+        )
+    for sub in ("images", "lfw"):
+        if (lfw_dir / sub).is_dir():
+            return lfw_dir / sub
+    return lfw_dir
+
+
+def image_path(root: Path, name: str, number: int) -> Path:
+    return root / name / f"{name}_{number:04d}.jpg"
+
+
+def pairs_path(lfw_dir: str | Path, pairs: str | Path) -> Path:
+    """A pairs file given by name (looked up in ``lfw_dir``) or by path."""
+    p = Path(pairs).expanduser()
+    candidates = [p] if p.is_absolute() else [Path(lfw_dir).expanduser() / p, p]
+    for c in candidates:
+        if c.is_file():
+            return c
+    looked = ", ".join(map(str, candidates))
+    raise LfwError(f"LFW pairs file {pairs} not found (looked for {looked})")
+
+
+def resolve_images(root: Path, pairs: Sequence[LfwPair], source: Path | None = None) -> list[Path]:
+    """Every distinct image of ``pairs``, in first-use order; raises naming a missing one."""
+    seen: dict[Path, None] = {}
+    missing: list[tuple[Path, LfwPair]] = []
+    for pair in pairs:
+        for name, number in pair.images:
+            p = image_path(root, name, number)
+            if p in seen:
+                continue
+            seen[p] = None
+            if not p.is_file():
+                missing.append((p, pair))
+    if missing:
+        p, pair = missing[0]
+        where = f"{source}, line {pair.line}" if source is not None else f"pair line {pair.line}"
+        more = f" ({len(missing) - 1} more images are missing too)" if len(missing) > 1 else ""
+        raise LfwError(f"LFW image {p} does not exist ({where}){more}")
+    return list(seen)
+
+
+# ---- embedding -----------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """What a pack made of one LFW image."""
+
+    embedding: NDArray[np.float32] | None
+    """The chosen face's L2-normalised embedding; None when no face was detected."""
+    faces: int
+    """Faces the pack detected."""
+    chosen: int = -1
+    """Index (best-first, as the pack ranks them) of the face used; -1 without a face."""
+
+
+def choose_face(faces: Sequence[AnalyzedFace], width: int, height: int) -> int:
+    """Index of the face to use: the best by ``score · (1 − distance from centre)``."""
+    cx, cy, half_diag = width / 2.0, height / 2.0, math.hypot(width, height) / 2.0
+
+    def merit(f: AnalyzedFace) -> float:
+        x1, y1, x2, y2 = f.detection.box
+        d = math.hypot((x1 + x2) / 2.0 - cx, (y1 + y2) / 2.0 - cy) / half_diag
+        return f.detection.score * max(0.0, 1.0 - d)
+
+    return max(range(len(faces)), key=lambda i: merit(faces[i]))
+
+
+def embed_images(
+    pack: ModelPack,
+    paths: Iterable[Path],
+    *,
+    cache: dict[Path, EmbeddedImage] | None = None,
+    limits: LimitSettings | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> dict[Path, EmbeddedImage]:
+    """Embed each image not yet in ``cache`` (updated in place, and returned)."""
+    from tqdm.auto import tqdm
+
+    cache = {} if cache is None else cache
+    todo = [p for p in dict.fromkeys(paths) if p not in cache]
+    pack.load()
+    for p in tqdm(todo, desc=desc or f"LFW {pack.name}", unit="img", disable=not progress):
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise LfwError(f"cannot read LFW image {p} ({e.strerror or e})") from e
+        try:
+            rgb = decode_image(data, limits).rgb
+        except ImageError as e:
+            raise LfwError(f"LFW image {p}: {e}") from e
+        faces = pack.analyze(rgb)
+        if not faces:
+            cache[p] = EmbeddedImage(None, 0)
+            continue
+        i = choose_face(faces, rgb.shape[1], rgb.shape[0])
+        cache[p] = EmbeddedImage(np.asarray(faces[i].embedding, dtype=np.float32), len(faces), i)
+    return cache
+
+
+# ---- scoring -------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairScores:
+    """Cosine similarity of every pair; NaN where an image of the pair had no face."""
+
+    pack: str
+    source: str
+    """The pairs file (its name)."""
+    pairs: tuple[LfwPair, ...]
+    scores: NDArray[np.float64]
+    labels: NDArray[np.bool_]
+    images: int
+    """Distinct images of these pairs."""
+    no_face_images: tuple[Path, ...] = ()
+    """Images of these pairs in which the pack found no face."""
+    multi_face_images: int = 0
+    """Images where the pack found several faces (the centre-weighted one was used)."""
+    off_first_choice: int = 0
+    """Images where the face used was not the detector's highest-scoring one."""
+    seconds: float = 0.0
+    """Wall time spent embedding images for these pairs (0 where all were cached)."""
+
+    @property
+    def kept(self) -> NDArray[np.bool_]:
+        return ~np.isnan(self.scores)
+
+    @property
+    def excluded_pairs(self) -> int:
+        return int((~self.kept).sum())
+
+    def kept_scores(self) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        return self.scores[self.kept], self.labels[self.kept]
+
+    def accuracy(self, threshold: float) -> float:
+        """Share of kept pairs judged right by ``cosine > threshold`` ⇔ same person."""
+        s, y = self.kept_scores()
+        if len(s) == 0:
+            return float("nan")
+        return float(((s > threshold) == y).mean())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pairs_file": self.source,
+            "pairs": len(self.pairs),
+            "kept_pairs": int(self.kept.sum()),
+            "excluded_pairs": self.excluded_pairs,
+            "images": self.images,
+            "no_face_images": [str(p) for p in self.no_face_images],
+            "multi_face_images": self.multi_face_images,
+            "off_first_choice": self.off_first_choice,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def score_pairs(
+    pack: ModelPack,
+    pairs: Sequence[LfwPair],
+    root: Path,
+    *,
+    source: Path | None = None,
+    cache: dict[Path, EmbeddedImage] | None = None,
+    limits: LimitSettings | None = None,
+    progress: bool = True,
+) -> PairScores:
+    """Embed the images of ``pairs`` (under ``root``) once each and score every pair."""
+    paths = resolve_images(root, pairs, source)
+    cache = {} if cache is None else cache
+    start = time.perf_counter()
+    label = source.name if source is not None else "pairs"
+    embed_images(
+        pack, paths, cache=cache, limits=limits, progress=progress, desc=f"{pack.name} {label}"
+    )
+    seconds = time.perf_counter() - start
+    scores = np.full(len(pairs), np.nan, dtype=np.float64)
+    for k, pair in enumerate(pairs):
+        a, b = (cache[image_path(root, n, i)].embedding for n, i in pair.images)
+        if a is not None and b is not None:
+            scores[k] = float(np.dot(a.astype(np.float64), b.astype(np.float64)))
+    used = [cache[p] for p in paths]
+    return PairScores(
+        pack=pack.name,
+        source=label,
+        pairs=tuple(pairs),
+        scores=scores,
+        labels=np.array([p.same for p in pairs], dtype=bool),
+        images=len(paths),
+        no_face_images=tuple(p for p, e in zip(paths, used, strict=True) if e.embedding is None),
+        multi_face_images=sum(e.faces > 1 for e in used),
+        off_first_choice=sum(e.chosen > 0 for e in used),
+        seconds=seconds,
+    )
+
+
+def protocol_name(pairs_file: Path) -> str:
+    return _PROTOCOLS.get(pairs_file.name, f"LFW pairs {pairs_file.name}")
+
+
+# ---- calibration ---------------------------------------------------------------
+@dataclass(frozen=True)
+class LfwCalibration:
+    """A pack's calibration fitted on one LFW pairs file, checked on another."""
+
+    calibration: Calibration
+    train: PairScores
+    check: PairScores | None = None
+    seconds: float = 0.0
+    written: Path | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        cal = self.calibration
+        return {
+            "pack": cal.pack,
+            "threshold": cal.threshold,
+            "slope": cal.slope,
+            "protocol": cal.protocol,
+            "train_accuracy": cal.accuracy,
+            "train": self.train.to_dict(),
+            "check_protocol": cal.check_protocol,
+            "check_accuracy": cal.check_accuracy,
+            "check": self.check.to_dict() if self.check is not None else None,
+            "seconds": round(self.seconds, 2),
+            "written": str(self.written) if self.written is not None else None,
+        }
+
+    def summary(self) -> str:
+        cal, t = self.calibration, self.train
+        lines = [
+            f"pack {cal.pack}: threshold {cal.threshold:.4f} (cosine read as 85 %), "
+            f"slope {cal.slope:.2f}",
+            f"  fitted on {cal.protocol}: accuracy {cal.accuracy:.2%} on {cal.pairs} pairs, "
+            f"{t.excluded_pairs} excluded (no face in {len(t.no_face_images)} images)",
+        ]
+        if self.check is not None and cal.check_accuracy is not None:
+            c = self.check
+            lines.append(
+                f"  checked on {cal.check_protocol}: accuracy {cal.check_accuracy:.2%} on "
+                f"{cal.check_pairs} pairs, {c.excluded_pairs} excluded "
+                f"(no face in {len(c.no_face_images)} images)"
+            )
+        for p in (*t.no_face_images, *(self.check.no_face_images if self.check else ())):
+            lines.append(f"  no face: {p}")
+        lines.append(f"  {self.seconds:.1f} s")
+        if self.written is not None:
+            lines.append(f"  written to {self.written}")
+        return "\n".join(lines)
+
+
+def calibrate_on_lfw(
+    pack: ModelPack,
+    lfw_dir: str | Path,
+    pairs: str | Path = LFW_VIEW1_TRAIN,
+    check: str | Path | None = LFW_VIEW1_TEST,
+    *,
+    limits: LimitSettings | None = None,
+    progress: bool = True,
+) -> LfwCalibration:
+    """Fit ``pack``'s calibration on the ``pairs`` file, and check its threshold on ``check``.
+
+    Pairs touching an image without a detected face are left out of the fit
+    and of both accuracies; their counts are part of the result.
+    """
+    start = time.perf_counter()
+    root = images_root(lfw_dir)
+    train_file = pairs_path(lfw_dir, pairs)
+    train_pairs = parse_pairs(train_file)
+    check_file = pairs_path(lfw_dir, check) if check is not None else None
+    check_pairs = parse_pairs(check_file) if check_file is not None else None
+    # Every image of both files must exist before the first one is embedded.
+    resolve_images(root, train_pairs, train_file)
+    if check_pairs is not None:
+        resolve_images(root, check_pairs, check_file)
+
+    pack.load()
+    cache: dict[Path, EmbeddedImage] = {}
+    train = score_pairs(
+        pack, train_pairs, root, source=train_file, cache=cache, limits=limits, progress=progress
+    )
+    scores, labels = train.kept_scores()
+    if labels.sum() < 2 or (~labels).sum() < 2:
+        raise LfwError(
+            f"{train_file}: only {int(labels.sum())} matched and {int((~labels).sum())} "
+            f"mismatched pairs have a face in both images ({train.excluded_pairs} excluded); "
+            "too few to calibrate"
+        )
+    cal = replace(
+        fit_calibration(pack.name, scores, labels),
+        protocol=protocol_name(train_file),
+        excluded_pairs=train.excluded_pairs,
+    )
+    checked = None
+    if check_pairs is not None and check_file is not None:
+        checked = score_pairs(
+            pack,
+            check_pairs,
+            root,
+            source=check_file,
+            cache=cache,
+            limits=limits,
+            progress=progress,
+        )
+        cal = replace(
+            cal,
+            check_protocol=protocol_name(check_file),
+            check_accuracy=checked.accuracy(cal.threshold),
+            check_pairs=int(checked.kept.sum()),
+            check_excluded_pairs=checked.excluded_pairs,
+        )
+    return LfwCalibration(cal, train, checked, time.perf_counter() - start)
+
+
+def calibration_target(target: WriteTarget | str | Path, home: Path | None = None) -> Path | None:
+    """The file a calibration goes to: the home's own, the package's, a path, or none."""
+    if target == "none":
+        return None
+    if target == "home":
+        if home is None:
+            raise WorkbenchError("writing the calibration to the workbench home needs a home")
+        return home_calibration_path(home)
+    if target == "package":
+        return package_calibration_path()
+    return Path(target).expanduser()
+
+
+def write_calibration(
+    result: LfwCalibration, target: WriteTarget | str | Path, home: Path | None = None
+) -> LfwCalibration:
+    """Save the calibration (merged into the target file); returns ``result`` with ``written``."""
+    path = calibration_target(target, home)
+    if path is None:
+        return result
+    save_calibration(result.calibration, path)
+    return replace(result, written=path)
+
+
+__all__ = [
+    "LFW_VIEW1_TEST",
+    "LFW_VIEW1_TRAIN",
+    "LFW_VIEW2",
+    "EmbeddedImage",
+    "LfwCalibration",
+    "LfwError",
+    "LfwPair",
+    "PairScores",
+    "calibrate_on_lfw",
+    "calibration_target",
+    "choose_face",
+    "embed_images",
+    "image_path",
+    "images_root",
+    "pairs_path",
+    "parse_pairs",
+    "protocol_name",
+    "resolve_images",
+    "score_pairs",
+    "write_calibration",
+]
