@@ -65,11 +65,21 @@ def cli(ctx: click.Context, home: str | None, pack: str | None, verbose: int, qu
 @click.option("--source", default=None, help="Source label stored with the photos [default: local / zip].")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--retry-errors", is_flag=True, help="Try photos recorded as errors again instead of skipping them."
+)
 @click.pass_context
-def ingest(ctx: click.Context, paths: tuple[str, ...], source: str | None, as_json: bool, no_progress: bool) -> None:
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    source: str | None,
+    as_json: bool,
+    no_progress: bool,
+    retry_errors: bool,
+) -> None:
     """Detect, embed and store every face in PATHS (files, folders, zip archives)."""
     with _open(ctx) as wb:
-        report = wb.ingest(paths, source=source, progress=not no_progress)
+        report = wb.ingest(paths, source=source, progress=not no_progress, retry_errors=retry_errors)
     if as_json:
         _emit(report.counts())
         return
