@@ -191,6 +191,8 @@ class Workbench:
                 len(stale),
                 len(missing),
             )
+        if written:
+            self.index.flush(pack_row.collection)
         return written
 
     def reindex(self, pack_name: str | None = None) -> int:
@@ -207,6 +209,7 @@ class Workbench:
                 self._upsert(pack_row.collection, rows)
                 written += len(rows)
                 bar.update(len(rows))
+        self.index.flush(pack_row.collection)
         return written
 
     def delete_photo(self, ref: str | int) -> int:

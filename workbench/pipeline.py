@@ -136,6 +136,8 @@ class Ingest:
             self._process(refs)
             status = "done"
         finally:
+            if self.report.faces:
+                wb.index.flush(pack.collection_name)
             self.report.seconds = time.perf_counter() - t0
             wb.catalog.finish_run(
                 self.report.run_id,

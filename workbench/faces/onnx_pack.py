@@ -58,10 +58,18 @@ def _providers(device: Device) -> tuple[list[str], int]:
     return ["CPUExecutionProvider"], -1
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (affinity / container limits), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _session_options(threads: int | None) -> Any:
     ort = require("onnxruntime", "insightface", "ONNX model packs")
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    so.intra_op_num_threads = threads or _usable_cores()
     so.inter_op_num_threads = 1
     # Spinning threads burn the core a second process (or Milvus Lite's
     # server thread) needs; passive waits keep two processes on two cores fair.
@@ -89,6 +97,13 @@ def _get_model(path: Path, hint: str, **kwargs: Any) -> Any:
             f"insightface cannot load {path} ({type(e).__name__}: {e}); the file is truncated, "
             f"corrupt or not a face model; {hint}"
         ) from e
+
+
+def _to_bgr(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """OpenCV's channel swap: one pass, ~9× faster than a numpy reversed-axis copy."""
+    import cv2
+
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 class _YuNet:
@@ -218,7 +233,9 @@ class OnnxPack(ModelPack):
         self._rec_batch = batch if isinstance(batch, int) and batch > 0 else 32
 
     def _detect(self, rgb: NDArray[np.uint8]) -> list[DetectedFace]:
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        return self._detect_bgr(_to_bgr(rgb))
+
+    def _detect_bgr(self, bgr: NDArray[np.uint8]) -> list[DetectedFace]:
         if self._yunet is not None:
             return self._yunet.detect(bgr)
         size = self.detection.input_size
@@ -235,7 +252,7 @@ class OnnxPack(ModelPack):
         ]
 
     def _embed(self, rgb: NDArray[np.uint8], faces: Sequence[DetectedFace]) -> NDArray[np.float32]:
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        bgr = _to_bgr(rgb)
         return self._embed_crops([align_face(bgr, f.landmarks) for f in faces])
 
     def _embed_crops(self, crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
@@ -247,18 +264,23 @@ class OnnxPack(ModelPack):
         ]
         return l2_normalize(np.concatenate(feats, axis=0))
 
+    def analyze(self, rgb: NDArray[np.uint8]) -> list[AnalyzedFace]:
+        return self.analyze_many([rgb])[0]
+
     def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
         """Detect per photo, then embed the faces of all photos together.
 
-        On CUDA a batch of crops from many photos keeps the GPU busy; on CPU it
-        costs nothing extra.
+        Each photo is converted to BGR once, for detection and alignment; on
+        CUDA one batch of crops from many photos keeps the GPU busy.
         """
-        per_photo = [self.detect(rgb) for rgb in images]
-        crops = [
-            align_face(np.ascontiguousarray(rgb[..., ::-1]), f.landmarks)
-            for rgb, faces in zip(images, per_photo, strict=True)
-            for f in faces
-        ]
+        self.load()
+        per_photo: list[list[DetectedFace]] = []
+        crops: list[NDArray[np.uint8]] = []
+        for rgb in images:
+            bgr = _to_bgr(rgb)
+            faces = self._keep(self._detect_bgr(bgr))
+            per_photo.append(faces)
+            crops.extend(align_face(bgr, f.landmarks) for f in faces)
         if not crops:
             return [[] for _ in images]
         vectors = iter(self._embed_crops(crops))

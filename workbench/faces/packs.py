@@ -51,9 +51,12 @@ class ModelPack(ABC):
     def detect(self, rgb: NDArray[np.uint8]) -> list[DetectedFace]:
         """Faces in an RGB photo that pass the score and size settings, best first."""
         self.load()
+        return self._keep(self._detect(rgb))
+
+    def _keep(self, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
         kept = [
             f
-            for f in self._detect(rgb)
+            for f in faces
             if f.score >= self.detection.min_score
             and min(f.width, f.height) >= self.detection.min_face_size
         ]

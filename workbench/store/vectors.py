@@ -154,6 +154,16 @@ class VectorIndex:
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"writing {len(rows)} vectors to {name} failed: {e}") from e
 
+    def flush(self, name: str) -> None:
+        """Seal what was written so searches use the index.
+
+        Milvus Lite otherwise keeps rows in an in-memory buffer (up to 128 MiB)
+        that every search scans in Python: at 100k faces a query took 2–4 s in
+        the process that wrote them, ~90 ms after a flush.
+        """
+        if self.has(name):
+            self.client.flush(name)
+
     def delete(self, name: str, ids: Sequence[int]) -> None:
         if ids and self.has(name):
             self.client.delete(name, ids=[int(i) for i in ids])
