@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,3 +100,28 @@ def local_pack_settings(home: Path, models: Path, **extra: object) -> object:
 def local_settings(tmp_path: Path, models_dir: Path) -> object:
     """Settings for a fresh workbench in tmp_path with the `local` pack."""
     return local_pack_settings(tmp_path / "wb", models_dir)
+
+
+def cli_env(home: Path, models: Path) -> dict[str, str]:
+    """Environment for a `workbench` subprocess: a fresh home, the local pack, no downloads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(
+        WORKBENCH_HOME=str(home),
+        WORKBENCH_PACK="local",
+        WORKBENCH_LOCAL__MODELS_DIR=str(models),
+        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
+        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
+        WORKBENCH_ALLOW_DOWNLOAD="false",
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real `workbench` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -62,11 +62,15 @@ def cli(ctx: click.Context, home: str | None, pack: str | None, verbose: int, qu
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--source", default=None, help="Source label stored with the photos [default: local / zip].")
+@click.option(
+    "--source", default=None, help="Source label stored with the photos [default: local / zip]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option(
-    "--retry-errors", is_flag=True, help="Try photos recorded as errors again instead of skipping them."
+    "--retry-errors",
+    is_flag=True,
+    help="Try photos recorded as errors again instead of skipping them.",
 )
 @click.pass_context
 def ingest(
@@ -79,7 +83,9 @@ def ingest(
 ) -> None:
     """Detect, embed and store every face in PATHS (files, folders, zip archives)."""
     with _open(ctx) as wb:
-        report = wb.ingest(paths, source=source, progress=not no_progress, retry_errors=retry_errors)
+        report = wb.ingest(
+            paths, source=source, progress=not no_progress, retry_errors=retry_errors
+        )
     if as_json:
         _emit(report.counts())
         return
@@ -92,12 +98,16 @@ def ingest(
     for uri, reason in report.error_details[:20]:
         click.echo(f"  error: {uri}: {reason}", err=True)
     if len(report.error_details) > 20:
-        click.echo(f"  ... and {len(report.error_details) - 20} more errors (workbench stats)", err=True)
+        click.echo(
+            f"  ... and {len(report.error_details) - 20} more errors (workbench stats)", err=True
+        )
 
 
 @cli.command()
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--top-k", type=click.IntRange(1, 16384), default=None, help="Matches per face [default: 10].")
+@click.option(
+    "--top-k", type=click.IntRange(1, 16384), default=None, help="Matches per face [default: 10]."
+)
 @click.option(
     "--threshold",
     type=float,
@@ -108,7 +118,12 @@ def ingest(
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON document.")
 @click.pass_context
 def search(
-    ctx: click.Context, image: str, top_k: int | None, threshold: float | None, source: str | None, as_json: bool
+    ctx: click.Context,
+    image: str,
+    top_k: int | None,
+    threshold: float | None,
+    source: str | None,
+    as_json: bool,
 ) -> None:
     """Find the people of a sample IMAGE among the stored faces."""
     with _open(ctx) as wb:
@@ -125,7 +140,10 @@ def search(
         click.echo(f"face {i} at [{box}]: {len(face.matches)} matches ≥ {thr:g}%")
         for m in face.matches:
             mbox = ", ".join(f"{v:.0f}" for v in m.box)
-            click.echo(f"  {m.similarity:5.1f}%  {m.photo}  [{mbox}]  ({m.source}, face {m.face_id})")
+            click.echo(
+                f"  {m.similarity:5.1f}%  cos {m.cosine:.2f}  {m.photo}  [{mbox}]  "
+                f"({m.source}, face {m.face_id})"
+            )
 
 
 @cli.command()
@@ -143,7 +161,10 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {row['source']:<20} {row['status']:<9} {row['photos']:>8}")
     for p in st.packs:
         verdict = "agree" if p.agree else "DISAGREE (run `workbench reindex`)"
-        click.echo(f"  pack {p.pack}: catalog {p.catalog_faces} faces, index {p.index_vectors} vectors: {verdict}")
+        click.echo(
+            f"  pack {p.pack}: catalog {p.catalog_faces} faces, "
+            f"index {p.index_vectors} vectors: {verdict}"
+        )
 
 
 @cli.command()

@@ -244,7 +244,10 @@ class Workbench:
             faces = int(s.scalar(select(func.count(Face.id))) or 0)
         packs = [
             PackIndexState(
-                p.name, p.collection, self.catalog.count_faces(p.name), self.index.count(p.collection)
+                p.name,
+                p.collection,
+                self.catalog.count_faces(p.name),
+                self.index.count(p.collection),
             )
             for p in self.catalog.packs()
         ]

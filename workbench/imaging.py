@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
@@ -102,10 +103,8 @@ def decode_image(data: bytes, limits: LimitSettings | None = None) -> DecodedIma
         raise ImageError(f"truncated or corrupt image data ({e})") from e
     except Exception as e:  # noqa: BLE001 - fuzzed files make Pillow raise anything
         raise ImageError(f"corrupt image data ({type(e).__name__}: {e})") from e
-    try:
+    with contextlib.suppress(Exception):  # broken EXIF must not lose an otherwise good photo
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001 - broken EXIF must not lose an otherwise good photo
-        pass
     try:
         rgb = _to_rgb(img)
     except MemoryError as e:

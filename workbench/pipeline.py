@@ -74,15 +74,19 @@ def _prepare(ref: PhotoRef, wb: Workbench, retry_errors: bool) -> _Prepared:
     stale_id = failed.id if failed is not None else None
     if ref.problem:
         return _Prepared(
-            ref, error=ref.problem, done_before=stale_id is not None and not retry_errors,
+            ref,
+            error=ref.problem,
+            done_before=stale_id is not None and not retry_errors,
             existing_id=stale_id,
         )
     try:
         data = ref.read()
     except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
         return _Prepared(
-            ref, error=f"cannot read: {_describe(e)}",
-            done_before=stale_id is not None and not retry_errors, existing_id=stale_id,
+            ref,
+            error=f"cannot read: {_describe(e)}",
+            done_before=stale_id is not None and not retry_errors,
+            existing_id=stale_id,
         )
     item = _Prepared(ref, sha=sha256(data), size=len(data), stale_id=stale_id)
     existing = wb.catalog.photo_by_sha(item.sha)
@@ -216,7 +220,10 @@ class Ingest:
     def _write_catalog(
         self, todo: list[_Prepared], results: dict[int, list[AnalyzedFace]]
     ) -> list[tuple[int, int, str, np.ndarray]]:
-        """Commit photos and faces in one transaction; return (face id, photo id, source, vector)."""
+        """Commit photos and faces in one transaction.
+
+        Returns (face id, photo id, source, vector) of the new faces, for the index.
+        """
         wb, report, pack_name = self.wb, self.report, self.wb.pack.name
         faces_written: list[Face] = []
         with wb.catalog.session.begin() as s:

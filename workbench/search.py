@@ -52,6 +52,7 @@ class QueryFace:
                     "photo_id": m.photo_id,
                     "box": m.box,
                     "similarity": round(m.similarity, 2),
+                    "cosine": round(m.cosine, 4),
                 }
                 for m in self.matches
             ],

@@ -27,7 +27,10 @@ def _build(settings: object, faces_dev_dir: Path, photos: list[DevPhoto]) -> Dev
 
 @pytest.fixture(scope="session")
 def dev_local(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, faces_dev_dir: Path, dev_photos: list[DevPhoto]
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    faces_dev_dir: Path,
+    dev_photos: list[DevPhoto],
 ) -> Iterator[DevWorkbench]:
     home = tmp_path_factory.mktemp("dev-local")
     dw = _build(local_pack_settings(home, models_dir), faces_dev_dir, dev_photos)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,35 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOCAL_DETECTOR, LOCAL_RECOGNIZER
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def _env(home: Path, models: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    env.update(
-        WORKBENCH_HOME=str(home),
-        WORKBENCH_PACK="local",
-        WORKBENCH_LOCAL__MODELS_DIR=str(models),
-        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
-        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
-        WORKBENCH_ALLOW_DOWNLOAD="false",
-    )
-    return env
-
-
-def workbench(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *args], env=env, capture_output=True, text=True, timeout=600
-    )
+def workbench(
+    args: list[str], env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = run_cli(args, env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"workbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        raise AssertionError(
+            f"workbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
+        )
     return proc
 
 
 def test_ingest_search_stats_json(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
-    env = _env(tmp_path / "wb", models_dir)
+    env = cli_env(tmp_path / "wb", models_dir)
     angelina = [p for p in dev_photos if p.identity == "deepface:Angelina"]
     folder = tmp_path / "album"
     folder.mkdir()
@@ -55,7 +43,9 @@ def test_ingest_search_stats_json(tmp_path: Path, models_dir: Path, dev_photos: 
     again = json.loads(workbench(["ingest", str(folder), "--json"], env).stdout)
     assert again == {"photos": 0, "faces": 0, "no_faces": 0, "errors": 0, "skipped": 4}
 
-    res = json.loads(workbench(["search", str(angelina[0].path), "--json", "--top-k", "2"], env).stdout)
+    res = json.loads(
+        workbench(["search", str(angelina[0].path), "--json", "--top-k", "2"], env).stdout
+    )
     assert isinstance(res, list) and len(res) >= 1
     face = res[0]
     assert len(face["box"]) == 4
@@ -82,7 +72,7 @@ def test_ingest_search_stats_json(tmp_path: Path, models_dir: Path, dev_photos: 
 
 
 def test_clear_errors(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
-    env = _env(tmp_path / "wb", models_dir)
+    env = cli_env(tmp_path / "wb", models_dir)
     bad = workbench(["search", str(tmp_path / "missing.jpg")], env, check=False)
     assert bad.returncode != 0 and "missing.jpg" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "notes.jpg").write_text("not a photo")
@@ -101,10 +91,17 @@ def test_kill_9_then_rerun_completes(tmp_path: Path, models_dir: Path, faces_dev
     from workbench.store.catalog import Face, Photo
 
     home = tmp_path / "wb"
-    env = _env(home, models_dir)
+    env = cli_env(home, models_dir)
     env["WORKBENCH_BATCH_SIZE"] = "4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "ingest", str(faces_dev_dir / "images"), "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "ingest",
+            str(faces_dev_dir / "images"),
+            "--no-progress",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

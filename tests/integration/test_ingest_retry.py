@@ -18,7 +18,9 @@ def _rows(wb: object) -> list[Photo]:
         return list(s.scalars(select(Photo).order_by(Photo.id)))
 
 
-def test_fixed_file_replaces_its_error_row(tmp_path: Path, local_settings: object, dev_photos: list) -> None:
+def test_fixed_file_replaces_its_error_row(
+    tmp_path: Path, local_settings: object, dev_photos: list
+) -> None:
     from workbench.core import Workbench
 
     good = next(p for p in dev_photos if p.category == "identity")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOCAL_DETECTOR, LOCAL_RECOGNIZER
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -78,29 +75,6 @@ def test_local_pack_slice_agrees_with_shipped(local_settings: object, lfw_dir: P
     assert shipped.percent(s[y]).mean() > 85 > shipped.percent(s[~y]).mean()
 
 
-def _env(home: Path, models: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    env.update(
-        WORKBENCH_HOME=str(home),
-        WORKBENCH_PACK="local",
-        WORKBENCH_LOCAL__MODELS_DIR=str(models),
-        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
-        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
-        WORKBENCH_ALLOW_DOWNLOAD="false",
-    )
-    return env
-
-
-def _workbench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_cli_calibrate_writes_the_home_file(
     tmp_path: Path, models_dir: Path, lfw_dir: Path
 ) -> None:
@@ -108,10 +82,10 @@ def test_cli_calibrate_writes_the_home_file(
 
     home = tmp_path / "wb"
     pairs = _write_pairs(tmp_path / "slice.txt", _slice(lfw_dir, 8))
-    proc = _workbench(
+    proc = run_cli(
         ["calibrate", "--lfw", str(lfw_dir), "--pairs", str(pairs), "--check", str(pairs)]
         + ["--json", "--no-progress"],
-        _env(home, models_dir),
+        cli_env(home, models_dir),
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -134,10 +108,10 @@ def test_cli_calibrate_names_a_missing_image(
 ) -> None:
     pairs = tmp_path / "bad.txt"
     pairs.write_text("1\nNobody_Here\t1\t2\nNobody_Here\t1\tNo_One\t3\n")
-    proc = _workbench(
+    proc = run_cli(
         ["calibrate", "--lfw", str(lfw_dir), "--pairs", str(pairs), "--no-check"]
         + ["--write", "none"],
-        _env(tmp_path / "wb", models_dir),
+        cli_env(tmp_path / "wb", models_dir),
     )
     assert proc.returncode == 2
     assert "Nobody_Here_0001.jpg" in proc.stderr and "does not exist" in proc.stderr

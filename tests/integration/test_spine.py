@@ -22,7 +22,11 @@ def _status_by_path(dw: DevWorkbench) -> dict[Path, Photo]:
 
 
 def top1_rate(dw: DevWorkbench) -> tuple[float, list[str]]:
-    """Share of identity photos (person with ≥ 3 photos) whose best other match is the same person."""
+    """Share of identity photos (person with ≥ 3 photos) whose best other match is that person.
+
+    Faces in group photos carry no identity label, so a best match there counts
+    as a miss even when it is the right person: the rate is a lower bound.
+    """
     by_identity = Counter(p.identity for p in dw.photos if p.category == "identity")
     queries = [p for p in dw.photos if p.category == "identity" and by_identity[p.identity] >= 3]
     identity_of = {str(p.path.resolve()): p.identity for p in dw.photos}
@@ -59,18 +63,28 @@ def test_no_face_and_group_photos(fixture: str, request: pytest.FixtureRequest) 
             assert row.status == "no_faces", f"{p.path.name}: {row.status} with {row.n_faces} faces"
         elif p.category == "group":
             assert p.n_faces is not None
-            assert row.n_faces >= p.n_faces - 1, f"{p.path.name}: {row.n_faces} of {p.n_faces} faces"
+            assert row.n_faces >= p.n_faces - 1, (
+                f"{p.path.name}: {row.n_faces} of {p.n_faces} faces"
+            )
         else:
             assert row.status == "done", f"{p.path.name}: {row.status} {row.error}"
 
 
 @pytest.mark.parametrize("fixture", ["dev_local", "dev_dlib"])
-def test_reingest_adds_nothing(fixture: str, request: pytest.FixtureRequest, faces_dev_dir: Path) -> None:
+def test_reingest_adds_nothing(
+    fixture: str, request: pytest.FixtureRequest, faces_dev_dir: Path
+) -> None:
     dw: DevWorkbench = request.getfixturevalue(fixture)
     assert dw.report.photos == len(dw.photos)  # type: ignore[attr-defined]
     before = dw.wb.stats()  # type: ignore[attr-defined]
     again = dw.wb.ingest([faces_dev_dir / "images"], progress=False)  # type: ignore[attr-defined]
-    assert again.counts() == {"photos": 0, "faces": 0, "no_faces": 0, "errors": 0, "skipped": len(dw.photos)}
+    assert again.counts() == {
+        "photos": 0,
+        "faces": 0,
+        "no_faces": 0,
+        "errors": 0,
+        "skipped": len(dw.photos),
+    }
     after = dw.wb.stats()  # type: ignore[attr-defined]
     assert (after.photos, after.faces) == (before.photos, before.faces)
     assert after.agree
@@ -109,7 +123,9 @@ def test_similarity_is_calibrated(dev_local: DevWorkbench, dev_photos: list) -> 
     assert sims == sorted(sims, reverse=True)
 
 
-def test_source_filter(tmp_path: Path, local_settings: object, faces_dev_dir: Path, dev_photos: list) -> None:
+def test_source_filter(
+    tmp_path: Path, local_settings: object, faces_dev_dir: Path, dev_photos: list
+) -> None:
     from workbench.core import Workbench
 
     obama = [p for p in dev_photos if p.identity == "face_recognition:obama"]

@@ -156,8 +156,15 @@ def test_uncalibrated_pack_is_flagged(tmp_path: Path) -> None:
 def test_save_merges_and_roundtrips_new_fields(tmp_path: Path) -> None:
     path = tmp_path / "sub" / CALIBRATION_FILE
     a = Calibration(
-        "a", 0.3, 12.0, accuracy=0.97, pairs=2190, excluded_pairs=10,
-        check_protocol="LFW View 1 pairsDevTest.txt", check_accuracy=0.96, check_pairs=1000,
+        "a",
+        0.3,
+        12.0,
+        accuracy=0.97,
+        pairs=2190,
+        excluded_pairs=10,
+        check_protocol="LFW View 1 pairsDevTest.txt",
+        check_accuracy=0.96,
+        check_pairs=1000,
         check_excluded_pairs=0,
     )
     save_calibration(a, path)

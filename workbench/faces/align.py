@@ -17,7 +17,9 @@ ARCFACE_TEMPLATE = np.array(
 )
 
 
-def similarity_transform(src: NDArray[np.floating], dst: NDArray[np.floating]) -> NDArray[np.float64]:
+def similarity_transform(
+    src: NDArray[np.floating], dst: NDArray[np.floating]
+) -> NDArray[np.float64]:
     """Least-squares rotation + uniform scale + translation mapping ``src`` onto ``dst``.
 
     Umeyama (1991); returns the 2×3 matrix for ``cv2.warpAffine``.

@@ -101,7 +101,7 @@ def save_calibration(cal: Calibration, path: Path) -> None:
 
 
 def best_threshold(scores: NDArray[np.floating], same: NDArray[np.bool_]) -> tuple[float, float]:
-    """The threshold with the best accuracy (midpoint between neighbouring scores), and that accuracy."""
+    """The best-accuracy threshold (midpoint between neighbouring scores) and its accuracy."""
     order = np.argsort(scores)
     s, y = np.asarray(scores, dtype=np.float64)[order], np.asarray(same, dtype=bool)[order]
     n = len(s)
@@ -137,7 +137,9 @@ def platt_slope(scores: NDArray[np.floating], same: NDArray[np.bool_], iters: in
     return float(a)
 
 
-def fit_calibration(pack: str, scores: NDArray[np.floating], same: NDArray[np.bool_]) -> Calibration:
+def fit_calibration(
+    pack: str, scores: NDArray[np.floating], same: NDArray[np.bool_]
+) -> Calibration:
     threshold, accuracy = best_threshold(scores, same)
     slope = platt_slope(scores, same)
     return Calibration(pack, threshold, slope, accuracy=accuracy, pairs=int(len(scores)))

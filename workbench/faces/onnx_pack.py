@@ -1,4 +1,4 @@
-"""ONNX packs run by insightface's runtime (onnxruntime): `local` directories and buffalo_l / buffalo_s."""
+"""ONNX packs run by insightface's runtime (onnxruntime): `local` directories, buffalo_l/_s."""
 
 from __future__ import annotations
 
@@ -112,7 +112,9 @@ class _YuNet:
     def __init__(self, path: Path, input_size: int, score: float) -> None:
         cv2 = require("cv2", "insightface", "the YuNet detector")
         self.input_size = input_size
-        self.net = cv2.FaceDetectorYN.create(str(path), "", (input_size, input_size), score, 0.3, 5000)
+        self.net = cv2.FaceDetectorYN.create(
+            str(path), "", (input_size, input_size), score, 0.3, 5000
+        )
 
     def detect(self, bgr: NDArray[np.uint8]) -> list[DetectedFace]:
         import cv2
@@ -217,11 +219,14 @@ class OnnxPack(ModelPack):
             self._yunet = None
             self._det = _get_model(self.files.detector, self.replace_hint, **kwargs)
             if self._det is None or not hasattr(self._det, "detect"):
-                raise ModelNotFoundError(f"{self.files.detector} is not a face detector insightface can run")
+                raise ModelNotFoundError(
+                    f"{self.files.detector} is not a face detector insightface can run"
+                )
             self._det.prepare(ctx_id, input_size=(size, size), det_thresh=self.detection.min_score)
             if not getattr(self._det, "use_kps", True):
                 raise ModelNotFoundError(
-                    f"{self.files.detector} gives no landmarks; alignment needs a detector with 5 keypoints"
+                    f"{self.files.detector} gives no landmarks; alignment needs a detector "
+                    "with 5 keypoints"
                 )
         self._rec = _get_model(self.files.recognizer, self.replace_hint, **kwargs)
         if self._rec is None or not hasattr(self._rec, "get_feat"):
@@ -384,4 +389,6 @@ def _download(name: str, root: Path, force: bool = False) -> None:
         else:
             iu.ensure_available("models", name, root=str(root))
     except Exception as e:  # noqa: BLE001 - network and zip errors of many kinds
-        raise ModelNotFoundError(f"downloading the {name} pack into {root}/models failed: {e}") from e
+        raise ModelNotFoundError(
+            f"downloading the {name} pack into {root}/models failed: {e}"
+        ) from e

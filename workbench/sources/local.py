@@ -262,19 +262,16 @@ class LocalSource:
             if problem is not None:
                 raise SourceError(f"{uri}: {problem}")
             try:
-                with self._zip_lock:
-                    # zipfile stops at the declared size (then checks the CRC);
-                    # reading at most limit + 1 bytes bounds memory regardless.
-                    with self._zip(archive).open(info) as fh:
-                        data = fh.read(limit + 1)
+                # zipfile stops at the declared size (then checks the CRC);
+                # reading at most limit + 1 bytes bounds memory regardless.
+                with self._zip_lock, self._zip(archive).open(info) as fh:
+                    data = fh.read(limit + 1)
             except zipfile.BadZipFile as e:
                 raise SourceError(f"{uri}: corrupt zip member ({e})") from e
             except OSError as e:
                 raise SourceError(f"{uri}: cannot read zip member ({e.strerror or e})") from e
             except Exception as e:  # noqa: BLE001 - zlib.error, EOFError, RuntimeError, ...
-                raise SourceError(
-                    f"{uri}: corrupt zip member ({type(e).__name__}: {e})"
-                ) from e
+                raise SourceError(f"{uri}: corrupt zip member ({type(e).__name__}: {e})") from e
             if len(data) > limit:
                 raise SourceError(
                     f"{uri}: expands past {limit:,} bytes although it declares "

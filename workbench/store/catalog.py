@@ -31,7 +31,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 PhotoStatus = Literal["done", "no_faces", "error"]
 PHOTO_STATUSES: tuple[PhotoStatus, ...] = ("done", "no_faces", "error")

@@ -122,7 +122,7 @@ class VectorIndex:
         self._loaded.discard(name)
 
     def _ready(self, name: str) -> bool:
-        """True when the collection exists and is loaded for queries (a new process must load it)."""
+        """True when the collection exists and is loaded (a new process must load it first)."""
         if name in self._loaded:
             return True
         if not self.client.has_collection(name):
@@ -209,7 +209,10 @@ class VectorIndex:
                 limit=top_k,
                 filter=flt,
                 output_fields=["photo_id", "source"],
-                search_params={"metric_type": self._milvus_metric(), "params": self._search_params()},
+                search_params={
+                    "metric_type": self._milvus_metric(),
+                    "params": self._search_params(),
+                },
                 anns_field="vector",
             )
         except Exception as e:  # noqa: BLE001
