@@ -159,3 +159,43 @@ def test_delete_and_reindex(local_settings: object, dev_photos: list) -> None:
         assert wb.stats().agree
         hits = wb.search(group[1].path, threshold=90)
         assert any(m.photo == str(group[1].path.resolve()) for r in hits for m in r.matches)
+
+
+def test_local_pack_with_scrfd_2_5g(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
+    """The `local` pack takes any SCRFD export: SCRFD-2.5GF from buffalo_m here."""
+    from tests.conftest import local_pack_settings
+    from workbench.core import Workbench
+
+    settings = local_pack_settings(tmp_path / "wb", models_dir)
+    settings = settings.model_copy(  # type: ignore[attr-defined]
+        update={"local": settings.local.model_copy(update={"detector": "buffalo_m/det_2.5g.onnx"})}  # type: ignore[attr-defined]
+    )
+    groups = [p for p in dev_photos if p.category == "group"][:3]
+    with Workbench(settings) as wb:
+        assert wb.pack.name == "local:det_2.5g+mobilefacenet"
+        report = wb.ingest([p.path for p in groups], progress=False)
+        assert report.faces >= sum(p.n_faces - 1 for p in groups)
+        hits = wb.search(groups[0].path, threshold=0)
+        assert len(hits) >= groups[0].n_faces - 1
+        assert all(h.matches and h.matches[0].photo == str(groups[0].path.resolve()) for h in hits)
+
+
+def test_l2_metric(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
+    """With L2 on the unit vectors, scores and percentages match the cosine run."""
+    from tests.conftest import local_pack_settings
+    from workbench.core import Workbench
+
+    obama = [p for p in dev_photos if p.identity == "face_recognition:obama"][:3]
+    runs = {}
+    for metric in ("cosine", "l2"):
+        settings = local_pack_settings(tmp_path / metric, models_dir, storage={"metric": metric})
+        with Workbench(settings) as wb:  # type: ignore[arg-type]
+            wb.ingest([p.path for p in obama[1:]], progress=False)
+            runs[metric] = [
+                (m.photo, m.cosine, m.similarity)
+                for m in wb.search(obama[0].path, threshold=0)[0].matches
+            ]
+    assert [r[0] for r in runs["l2"]] == [r[0] for r in runs["cosine"]]
+    for (_, cos_a, pct_a), (_, cos_b, pct_b) in zip(runs["cosine"], runs["l2"], strict=True):
+        assert abs(cos_a - cos_b) < 1e-3 and abs(pct_a - pct_b) < 0.5
+    assert runs["l2"][0][2] >= 85  # another photo of the same person
