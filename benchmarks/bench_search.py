@@ -312,23 +312,27 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     def milvus(ix: VectorIndex, source: str | None) -> Callable[[np.ndarray], list[int]]:
         return lambda q: [h.face_id for h in ix.search(collection, q[None, :], k, source=source)[0]]
 
+    def measure(ix: VectorIndex, n: int, warmup: int = 0) -> dict[str, dict[str, float]]:
+        """Latency and recall of the first ``n`` queries, without and with the filter."""
+        times, res = time_queries(milvus(ix, None), queries[:n], warmup=warmup)
+        f_times, f_res = time_queries(milvus(ix, FILTER_SOURCE), queries[:n], warmup=warmup)
+        return {
+            "all": {
+                **lat(times),
+                "recall_at_10": recall_at_k(res, exact[:n], k),
+                "identity_recall": identity_recall(res, exact[:n], ident, q_ident[:n]),
+            },
+            "filtered": {
+                **lat(f_times),
+                "recall_at_10": recall_at_k(f_res, exact_f[:n], k),
+                "identity_recall": identity_recall(f_res, exact_f[:n], ident, q_ident[:n]),
+            },
+        }
+
     # ---- written (no flush, same process)
     nw = min(args.written_queries, len(queries))
     if nw:
-        w_times, w_res = time_queries(milvus(index, None), queries[:nw])
-        wf_times, wf_res = time_queries(milvus(index, FILTER_SOURCE), queries[:nw])
-        out["milvus_written"] = {
-            "all": {
-                **lat(w_times),
-                "recall_at_10": recall_at_k(w_res, exact[:nw], k),
-                "identity_recall": identity_recall(w_res, exact[:nw], ident, q_ident[:nw]),
-            },
-            "filtered": {
-                **lat(wf_times),
-                "recall_at_10": recall_at_k(wf_res, exact_f[:nw], k),
-                "identity_recall": identity_recall(wf_res, exact_f[:nw], ident, q_ident[:nw]),
-            },
-        }
+        out["milvus_written"] = measure(index, nw)
         print(
             f"written state ({nw} queries): p50 {out['milvus_written']['all']['p50_ms']:.0f} ms, "
             f"p95 {out['milvus_written']['all']['p95_ms']:.0f} ms; filtered p50 "
@@ -342,20 +346,7 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     index.flush(collection)
     out["flush_s"] = time.perf_counter() - t
     if nw:
-        fl_times, fl_res = time_queries(milvus(index, None), queries[:nw])
-        flf_times, flf_res = time_queries(milvus(index, FILTER_SOURCE), queries[:nw])
-        out["milvus_flushed"] = {
-            "all": {
-                **lat(fl_times),
-                "recall_at_10": recall_at_k(fl_res, exact[:nw], k),
-                "identity_recall": identity_recall(fl_res, exact[:nw], ident, q_ident[:nw]),
-            },
-            "filtered": {
-                **lat(flf_times),
-                "recall_at_10": recall_at_k(flf_res, exact_f[:nw], k),
-                "identity_recall": identity_recall(flf_res, exact_f[:nw], ident, q_ident[:nw]),
-            },
-        }
+        out["milvus_flushed"] = measure(index, nw)
         print(
             f"flushed in process ({out['flush_s']:.1f} s flush, {nw} queries): p50 "
             f"{out['milvus_flushed']['all']['p50_ms']:.0f} ms, "
@@ -381,20 +372,7 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
         f"reopen + first query {out['open_first_query_s']:.2f} s",
         flush=True,
     )
-    r_times, r_res = time_queries(milvus(index, None), queries, warmup=3)
-    rf_times, rf_res = time_queries(milvus(index, FILTER_SOURCE), queries, warmup=3)
-    out["milvus"] = {
-        "all": {
-            **lat(r_times),
-            "recall_at_10": recall_at_k(r_res, exact, k),
-            "identity_recall": identity_recall(r_res, exact, ident, q_ident),
-        },
-        "filtered": {
-            **lat(rf_times),
-            "recall_at_10": recall_at_k(rf_res, exact_f, k),
-            "identity_recall": identity_recall(rf_res, exact_f, ident, q_ident),
-        },
-    }
+    out["milvus"] = measure(index, len(queries), warmup=3)
     same_per_query = [
         sum(ident[f - 1] == qi for f in e) for e, qi in zip(exact_f, q_ident, strict=True)
     ]
