@@ -329,16 +329,18 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
             },
         }
 
+    def say(label: str, state: dict[str, dict[str, float]]) -> None:
+        print(
+            f"{label}: p50 {state['all']['p50_ms']:.0f} ms, p95 {state['all']['p95_ms']:.0f} ms; "
+            f"filtered p50 {state['filtered']['p50_ms']:.0f} ms",
+            flush=True,
+        )
+
     # ---- written (no flush, same process)
     nw = min(args.written_queries, len(queries))
     if nw:
         out["milvus_written"] = measure(index, nw)
-        print(
-            f"written state ({nw} queries): p50 {out['milvus_written']['all']['p50_ms']:.0f} ms, "
-            f"p95 {out['milvus_written']['all']['p95_ms']:.0f} ms; filtered p50 "
-            f"{out['milvus_written']['filtered']['p50_ms']:.0f} ms",
-            flush=True,
-        )
+        say(f"written state ({nw} queries)", out["milvus_written"])
 
     # ---- flushed in the same process: what a notebook sees after `Workbench.ingest`,
     # which flushes when it wrote faces (the HNSW build then runs in the background)
@@ -347,11 +349,9 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     out["flush_s"] = time.perf_counter() - t
     if nw:
         out["milvus_flushed"] = measure(index, nw)
-        print(
-            f"flushed in process ({out['flush_s']:.1f} s flush, {nw} queries): p50 "
-            f"{out['milvus_flushed']['all']['p50_ms']:.0f} ms, "
-            f"p95 {out['milvus_flushed']['all']['p95_ms']:.0f} ms",
-            flush=True,
+        say(
+            f"flushed in process ({out['flush_s']:.1f} s flush, {nw} queries)",
+            out["milvus_flushed"],
         )
 
     # ---- close (flush + index build) and reopen

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from loguru import logger
+from numpy.typing import NDArray
 from sqlalchemy import func, select
 
 from workbench.errors import WorkbenchError
@@ -266,18 +268,27 @@ class Workbench:
         known = ", ".join(p.name for p in self.catalog.packs()) or "(none yet)"
         raise WorkbenchError(f"pack {name!r} has no faces in {self.home}; packs here: {known}")
 
-    def _upsert(self, collection: str, rows: list[Face]) -> None:
-        import numpy as np
+    def write_vectors(
+        self,
+        collection: str,
+        face_ids: Sequence[int],
+        photo_ids: Sequence[int],
+        sources: Sequence[str],
+        vectors: NDArray[np.float32],
+    ) -> None:
+        """Upsert catalog faces' vectors, then flag them indexed (the order crash safety needs)."""
+        self.index.upsert(collection, face_ids, photo_ids, sources, vectors)
+        self.catalog.mark_indexed(face_ids)
 
+    def _upsert(self, collection: str, rows: list[Face]) -> None:
         photos = self.catalog.photos_by_ids({f.photo_id for f in rows})
-        self.index.upsert(
+        self.write_vectors(
             collection,
             [f.id for f in rows],
             [f.photo_id for f in rows],
             [photos[f.photo_id].source for f in rows],
             np.stack([f.vector() for f in rows]),
         )
-        self.catalog.mark_indexed([f.id for f in rows])
 
 
 def open(  # noqa: A001 - `workbench.open(...)` reads naturally

@@ -72,22 +72,14 @@ def _prepare(ref: PhotoRef, wb: Workbench, retry_errors: bool) -> _Prepared:
     """
     failed = wb.catalog.error_photo(ref.source, ref.uri)
     stale_id = failed.id if failed is not None else None
+    known_error = stale_id is not None and not retry_errors
     if ref.problem:
-        return _Prepared(
-            ref,
-            error=ref.problem,
-            done_before=stale_id is not None and not retry_errors,
-            existing_id=stale_id,
-        )
+        return _Prepared(ref, error=ref.problem, done_before=known_error, existing_id=stale_id)
     try:
         data = ref.read()
     except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
-        return _Prepared(
-            ref,
-            error=f"cannot read: {_describe(e)}",
-            done_before=stale_id is not None and not retry_errors,
-            existing_id=stale_id,
-        )
+        error = f"cannot read: {_describe(e)}"
+        return _Prepared(ref, error=error, done_before=known_error, existing_id=stale_id)
     item = _Prepared(ref, sha=sha256(data), size=len(data), stale_id=stale_id)
     existing = wb.catalog.photo_by_sha(item.sha)
     if existing is not None:
@@ -288,10 +280,9 @@ class Ingest:
         if not rows:
             return
         ids, photo_ids, sources, vectors = zip(*rows, strict=True)
-        self.wb.index.upsert(
+        self.wb.write_vectors(
             self.wb.pack.collection_name, ids, photo_ids, sources, np.stack(vectors)
         )
-        self.wb.catalog.mark_indexed(ids)
 
 
 __all__ = ["Ingest", "IngestReport"]

@@ -41,7 +41,6 @@ from sqlalchemy.orm import (
 )
 
 PhotoStatus = Literal["done", "no_faces", "error"]
-PHOTO_STATUSES: tuple[PhotoStatus, ...] = ("done", "no_faces", "error")
 
 
 def utcnow() -> dt.datetime:
@@ -92,7 +91,7 @@ class Photo(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[PhotoStatus] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     pack: Mapped[str | None] = mapped_column(String(200))
     n_faces: Mapped[int] = mapped_column(Integer, default=0)
@@ -194,10 +193,6 @@ class Catalog:
                 .limit(1)
             )
 
-    def get_photo(self, photo_id: int) -> Photo | None:
-        with self.session() as s:
-            return s.get(Photo, photo_id)
-
     def photos_by_ids(self, ids: Sequence[int]) -> dict[int, Photo]:
         with self.session() as s:
             return {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(list(ids))))}
@@ -224,10 +219,6 @@ class Catalog:
     def mark_indexed(self, face_ids: Sequence[int], value: bool = True) -> None:
         with self.session.begin() as s:
             s.execute(update(Face).where(Face.id.in_(list(face_ids))).values(indexed=value))
-
-    def mark_pack_unindexed(self, pack: str) -> None:
-        with self.session.begin() as s:
-            s.execute(update(Face).where(Face.pack == pack).values(indexed=False))
 
     def iter_faces(self, pack: str, batch: int = 5000) -> Iterator[list[Face]]:
         """All faces of a pack in id order, a batch at a time (keyset paging)."""

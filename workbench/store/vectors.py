@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from workbench._optional import require
 from workbench.errors import StoreError
-from workbench.settings import Metric, StorageSettings
+from workbench.settings import StorageSettings
 
 MAX_SOURCE_LEN = 512
 
@@ -227,7 +227,3 @@ class VectorIndex:
         # On unit vectors squared L2 = 2 - 2·cos; report cosine either way.
         cos = dist if self.storage.metric == "cosine" else 1.0 - dist / 2.0
         return VectorHit(int(face_id), int(entity["photo_id"]), str(entity["source"]), cos)
-
-
-def metric_of(storage: StorageSettings) -> Metric:
-    return storage.metric
