@@ -19,7 +19,7 @@ from workbench.faces.packs import ModelPack, open_pack
 from workbench.monitoring import ensure_logging
 from workbench.pipeline import Ingest, IngestReport
 from workbench.search import ImageInput, QueryFace, search_sample
-from workbench.settings import WorkbenchSettings
+from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog, Face, Photo
 from workbench.store.vectors import VectorIndex
 
@@ -139,16 +139,29 @@ class Workbench:
         source: str | None = None,
         progress: bool = True,
         retry_errors: bool = False,
+        embed: bool = True,
     ) -> IngestReport:
         """Add photos from files, folders, zip archives (or registered sources).
 
         Photos already in the catalog (same sha256) are skipped; bad photos are
         recorded with status ``error`` and the reason, and the batch goes on.
         ``retry_errors`` tries photos recorded as errors again (after a fix or
-        a raised limit) instead of skipping them.
+        a raised limit) instead of skipping them. ``embed=False`` only
+        registers photos (status ``pending``, no model loaded); `embed` then
+        analyses them.
         """
-        run = Ingest(self, progress=progress, retry_errors=retry_errors)
+        run = Ingest(self, progress=progress, retry_errors=retry_errors, analyze=embed)
         return run.run([str(p) for p in paths], source)
+
+    def embed(self, progress: bool = True) -> IngestReport:
+        """Detect, align and embed every catalog photo this pack has not analysed yet.
+
+        That is registered (``pending``) photos and photos another pack
+        analysed; each is read again from its source and must still have the
+        bytes it was registered with. Batched across photos (``batch_size``),
+        on CUDA when the device setting allows and onnxruntime has it.
+        """
+        return Ingest(self, progress=progress).run_catalog()
 
     def search(
         self,
@@ -197,13 +210,25 @@ class Workbench:
             self.index.flush(pack_row.collection)
         return written
 
-    def reindex(self, pack_name: str | None = None) -> int:
-        """Rebuild the pack's Milvus collection from the catalog, without running models."""
+    def reindex(
+        self,
+        pack_name: str | None = None,
+        *,
+        index_type: IndexType | None = None,
+        metric: Metric | None = None,
+    ) -> int:
+        """Rebuild the pack's Milvus collection from the catalog, without running models.
+
+        ``index_type`` and ``metric`` switch the collection to another index
+        (default: the settings'); searches read them back from Milvus.
+        """
         from tqdm.auto import tqdm
 
         pack_row = self._pack_row(pack_name or self.pack.name)
         self.index.drop(pack_row.collection)
-        self.index.ensure_collection(pack_row.collection, pack_row.embedding_dim)
+        self.index.ensure_collection(
+            pack_row.collection, pack_row.embedding_dim, index_type=index_type, metric=metric
+        )
         total = self.catalog.count_faces(pack_row.name)
         written = 0
         with tqdm(total=total, desc=f"reindex {pack_row.name}", unit="face") as bar:

@@ -1,5 +1,11 @@
 """The ingest job: register photos → detect → align → embed → write catalog + index.
 
+Stages can also run apart (the notebooks ``01_ingest`` → ``02_embed`` →
+``03_index``): a register-only run (``analyze=False``) reads, hashes and
+decodes photos and records them ``pending`` without loading a model; an embed
+run (`Ingest.run_catalog`) analyses every photo the pack has not analysed yet,
+reading it again from where it was registered.
+
 Crash safety: a photo and its faces are committed to the catalog in one
 transaction before their vectors go to Milvus; faces carry an ``indexed``
 flag set only after Milvus accepted them. A re-run first pushes every
@@ -10,10 +16,10 @@ still differ, diffs the ids, so a ``kill -9`` at any point ends in agreement.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from loguru import logger
@@ -22,7 +28,7 @@ from workbench.errors import WorkbenchError
 from workbench.faces.types import AnalyzedFace
 from workbench.imaging import DecodedImage, decode_image, sha256
 from workbench.sources import PhotoRef, open_source
-from workbench.store.catalog import Face, Photo, utcnow
+from workbench.store.catalog import Analysis, Face, Photo, utcnow
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -37,6 +43,9 @@ class IngestReport:
     no_faces: int = 0
     errors: int = 0
     skipped: int = 0
+    pending: int = 0
+    """Photos registered for a later embed run (register-only runs)."""
+    kind: str = "ingest"
     run_id: int | None = None
     seconds: float = 0.0
     error_details: list[tuple[str, str]] = field(default_factory=list)
@@ -65,11 +74,23 @@ class _Prepared:
     """An earlier error row of the same uri, replaced now that (new) bytes were read."""
 
 
-def _prepare(ref: PhotoRef, wb: Workbench, retry_errors: bool) -> _Prepared:
+@dataclass(frozen=True)
+class _Job:
+    """A photo to process; ``photo`` is its catalog row when an embed run re-reads it."""
+
+    ref: PhotoRef
+    photo: Photo | None = None
+
+
+def _prepare(job: _Job, wb: Workbench, retry_errors: bool, pack: str | None) -> _Prepared:
     """Read, hash, look up, decode: everything before the models, safe in a worker thread.
 
+    ``pack`` is the analysing pack's name (None in a register-only run).
     Never raises: whatever goes wrong becomes the photo's error.
     """
+    ref, row = job.ref, job.photo
+    if row is not None:
+        return _prepare_registered(ref, row, wb)
     failed = wb.catalog.error_photo(ref.source, ref.uri)
     stale_id = failed.id if failed is not None else None
     known_error = stale_id is not None and not retry_errors
@@ -85,13 +106,40 @@ def _prepare(ref: PhotoRef, wb: Workbench, retry_errors: bool) -> _Prepared:
     if existing is not None:
         # A photo another pack analysed is analysed again for this pack; one
         # that cannot be decoded stays an error for every pack, unless retried.
+        # A register-only run has nothing to add to a photo it already has.
         undecodable = existing.status == "error" and existing.width is None
-        if (existing.pack == wb.pack.name or undecodable) and not (
-            retry_errors and existing.status == "error"
-        ):
+        done = pack is None or wb.catalog.analysed_by(existing, pack)
+        if (done or undecodable) and not (retry_errors and existing.status == "error"):
             item.done_before = True
             return item
         item.existing_id = existing.id
+    try:
+        item.image = decode_image(data, wb.settings.limits)
+    except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
+        item.error = _describe(e)
+    return item
+
+
+def _prepare_registered(ref: PhotoRef, row: Photo, wb: Workbench) -> _Prepared:
+    """Read a registered photo again; it must still be the bytes that were registered."""
+    item = _Prepared(ref, existing_id=row.id)
+    if ref.problem:
+        item.error = ref.problem
+        return item
+    try:
+        data = ref.read()
+    except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
+        item.error = f"cannot read: {_describe(e)}"
+        return item
+    item.sha, item.size = sha256(data), len(data)
+    if row.sha256 is not None and item.sha != row.sha256:
+        # Keep the registered hash: another row may own the new bytes.
+        item.error = (
+            f"changed since it was registered (sha256 {row.sha256[:12]}…, now "
+            f"{item.sha[:12]}…); ingest it again"
+        )
+        item.sha = row.sha256
+        return item
     try:
         item.image = decode_image(data, wb.settings.limits)
     except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
@@ -109,39 +157,76 @@ def _batches(items: Sequence[PhotoRef], n: int) -> Iterator[Sequence[PhotoRef]]:
 
 
 class Ingest:
-    """One ingest run over some sources into a workbench."""
+    """One ingest run over some sources into a workbench.
 
-    def __init__(self, wb: Workbench, progress: bool = True, retry_errors: bool = False) -> None:
+    ``analyze=False`` makes it a register-only run: no model is loaded and
+    decodable photos are recorded ``pending``.
+    """
+
+    def __init__(
+        self,
+        wb: Workbench,
+        progress: bool = True,
+        retry_errors: bool = False,
+        analyze: bool = True,
+    ) -> None:
         self.wb = wb
         self.progress = progress
         self.retry_errors = retry_errors
-        self.report = IngestReport()
+        self.analyze = analyze
+        self.report = IngestReport(kind="ingest" if analyze else "register")
         self._seen: set[str] = set()
+        self._pack_name: str | None = None
 
     def run(self, specs: Iterable[str], source: str | None = None) -> IngestReport:
+        """Ingest (or, with ``analyze=False``, register) the photos of these sources."""
+        specs = list(specs)
+        return self._run(specs, lambda: [_Job(r) for r in self._collect(specs, source)])
+
+    def run_catalog(self) -> IngestReport:
+        """Analyse every registered photo the pack has not analysed yet (the embed stage)."""
+        from workbench.sources import reopen_photo
+
+        self.report.kind = "embed"
+
+        def jobs() -> list[_Job]:
+            opened: dict[str, Any] = {}
+            settings = self.wb.settings
+            return [
+                _Job(reopen_photo(p.source, p.origin, p.uri, p.meta or {}, settings, opened), p)
+                for p in self.wb.catalog.photos_to_embed(self.wb.pack.name)
+            ]
+
+        return self._run(["catalog"], jobs)
+
+    def _run(self, specs: list[str], jobs: Callable[[], list[_Job]]) -> IngestReport:
         wb = self.wb
         t0 = time.perf_counter()
-        pack = wb.pack.load()
-        wb.register_pack()
-        wb.sync_index()
-        specs = list(specs)
-        refs = self._collect(specs, source)
-        self.report.run_id = wb.catalog.start_run(pack.name, specs)
+        if self.analyze:
+            pack = wb.pack.load()
+            self._pack_name = pack.name
+            wb.register_pack()
+            wb.sync_index()
+        todo = jobs()
+        self.report.run_id = wb.catalog.start_run(
+            self._pack_name or "-", specs, kind=self.report.kind
+        )
         status = "interrupted"
         try:
-            self._process(refs)
+            self._process(todo)
             status = "done"
         finally:
             if self.report.faces:
-                wb.index.flush(pack.collection_name)
+                wb.index.flush(wb.pack.collection_name)
             self.report.seconds = time.perf_counter() - t0
-            wb.catalog.finish_run(
-                self.report.run_id,
-                {**self.report.counts(), "seconds": round(self.report.seconds, 3)},
-                status,
-            )
+            counts: dict[str, Any] = dict(self.report.counts())
+            if self.report.pending:
+                counts["pending"] = self.report.pending
+            counts["seconds"] = round(self.report.seconds, 3)
+            wb.catalog.finish_run(self.report.run_id, counts, status)
         logger.info(
-            "ingest run {} done: {} ({:.2f} photos/s)",
+            "{} run {} done: {} ({:.2f} photos/s)",
+            self.report.kind,
             self.report.run_id,
             self.report.counts(),
             self.report.photos_per_second,
@@ -159,10 +244,10 @@ class Ingest:
                 self.report.error_details.append((spec, str(e)))
         return refs
 
-    def _process(self, refs: Sequence[PhotoRef]) -> None:
+    def _process(self, refs: Sequence[_Job]) -> None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(refs), desc="ingest", unit="photo", disable=not self.progress)
+        bar = tqdm(total=len(refs), desc=self.report.kind, unit="photo", disable=not self.progress)
         batch_size = self.wb.settings.batch_size
         # Reading and decoding the next batch overlaps with the models on this one
         # (Pillow and zlib release the GIL).
@@ -178,8 +263,8 @@ class Ingest:
                 bar.set_postfix(faces=self.report.faces, errors=self.report.errors, refresh=False)
         bar.close()
 
-    def _read_batch(self, refs: Sequence[PhotoRef]) -> list[_Prepared]:
-        return [_prepare(ref, self.wb, self.retry_errors) for ref in refs]
+    def _read_batch(self, jobs: Sequence[_Job]) -> list[_Prepared]:
+        return [_prepare(job, self.wb, self.retry_errors, self._pack_name) for job in jobs]
 
     def _handle_batch(self, items: list[_Prepared]) -> None:
         todo: list[_Prepared] = []
@@ -190,7 +275,8 @@ class Ingest:
                 continue
             self._seen.add(key)
             todo.append(item)
-        self._write_index(self._write_catalog(todo, self._analyze(todo)))
+        results = self._analyze(todo) if self.analyze else {}
+        self._write_index(self._write_catalog(todo, results))
 
     def _analyze(self, todo: list[_Prepared]) -> dict[int, list[AnalyzedFace]]:
         """Faces of every decodable photo, batched across photos where the pack can."""
@@ -216,7 +302,7 @@ class Ingest:
 
         Returns (face id, photo id, source, vector) of the new faces, for the index.
         """
-        wb, report, pack_name = self.wb, self.report, self.wb.pack.name
+        wb, report, pack_name = self.wb, self.report, self._pack_name
         faces_written: list[Face] = []
         with wb.catalog.session.begin() as s:
             for idx, item in enumerate(todo):
@@ -237,7 +323,8 @@ class Ingest:
                     s.add(photo)
                 photo.size_bytes = item.size
                 photo.run_id = report.run_id
-                photo.pack = pack_name
+                if pack_name is not None:
+                    photo.pack = pack_name
                 photo.updated_at = utcnow()
                 if item.image is not None:
                     photo.width, photo.height = item.image.width, item.image.height
@@ -248,6 +335,9 @@ class Ingest:
                     report.errors += 1
                     report.error_details.append((ref.uri, item.error))
                     logger.warning("{}: error: {}", ref.uri, item.error)
+                elif pack_name is None:
+                    photo.status, photo.error, photo.n_faces = "pending", None, 0
+                    report.pending += 1
                 elif not faces:
                     photo.status, photo.error, photo.n_faces = "no_faces", None, 0
                     report.no_faces += 1
@@ -257,7 +347,7 @@ class Ingest:
                     for f in faces:
                         d = f.detection
                         row = Face(
-                            pack=pack_name,
+                            pack=pack_name,  # type: ignore[arg-type]
                             x1=d.box[0],
                             y1=d.box[1],
                             x2=d.box[2],
@@ -271,6 +361,18 @@ class Ingest:
                         faces_written.append(row)
                     report.faces += len(faces)
                     logger.debug("{}: {} faces", ref.uri, len(faces))
+                if pack_name is not None and item.error is None:
+                    if photo.id is None:
+                        s.flush()  # assigns the photo id the verdict refers to
+                    s.merge(
+                        Analysis(
+                            photo_id=photo.id,
+                            pack=pack_name,
+                            n_faces=len(faces),
+                            run_id=report.run_id,
+                            analysed_at=utcnow(),
+                        )
+                    )
                 report.photos += 1
             s.flush()  # assigns face ids
             rows = [(f.id, f.photo.id, f.photo.source, f.vector()) for f in faces_written]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,34 @@ class ModelPack(ABC):
         """`analyze` over a batch; packs that can batch across photos override this."""
         return [self.analyze(img) for img in images]
 
+    def embed_at(self, rgb: NDArray[np.uint8], face: DetectedFace) -> NDArray[np.float32]:
+        """The embedding of a face whose box and landmarks are given, not detected.
+
+        Evaluations use it to embed where a benchmark says the face is when
+        the detector found none (a stated, counted fallback).
+        """
+        self.load()
+        return self._embed(rgb, [face])[0]
+
+    @contextmanager
+    def detection_settings(self, **changes: float) -> Iterator[None]:
+        """Detect with other `DetectionSettings` inside the block (e.g. a lenient retry).
+
+        Packs whose detector fixes its threshold when loaded (YuNet) only see
+        the size change.
+        """
+        saved = self.detection
+        self.detection = saved.model_copy(update=changes)
+        try:
+            yield
+        finally:
+            self.detection = saved
+
     @property
     def collection_name(self) -> str:
         """The Milvus collection of this pack's vectors (one per embedder)."""
+        if not self.embedding_dim:  # some packs learn their vector size from the model
+            self.load()
         slug = re.sub(r"[^0-9a-zA-Z]+", "_", self.name).strip("_").lower()
         return f"faces_{slug}_{self.embedding_dim}d"
 

@@ -6,6 +6,9 @@ source; anything else is a local path.
 
 from __future__ import annotations
 
+from typing import Any
+
+from workbench.errors import SourceError
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
 from workbench.sources.base import PhotoRef, Source, SourceFactory
@@ -24,4 +27,41 @@ def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None)
     return SOURCES.get("local")(spec, name, settings)
 
 
-__all__ = ["SOURCES", "LocalSource", "PhotoRef", "Source", "open_source"]
+def reopen_photo(
+    source: str,
+    origin: str,
+    uri: str,
+    meta: dict[str, Any],
+    settings: WorkbenchSettings,
+    opened: dict[str, Any] | None = None,
+) -> PhotoRef:
+    """The reference of a photo the catalog registered earlier, to read it again.
+
+    ``opened`` caches sources between calls (a zip archive's directory is
+    parsed once per run, not once per photo).
+    """
+    opened = {} if opened is None else opened
+    if origin in ("local", "zip"):
+        src = opened.get(source)
+        if src is None:
+            src = opened[source] = LocalSource(uri, source, settings.limits)
+        return src.reopen(origin, uri, meta)
+    if origin in SOURCES:
+        src = SOURCES.get(origin)(uri, source, settings)
+        reopen = getattr(src, "reopen", None)
+        if reopen is not None:
+            return reopen(origin, uri, meta)  # type: ignore[no-any-return]
+    return PhotoRef(
+        source,
+        origin,
+        uri,
+        read=_unreadable,
+        problem=f"photos from {origin!r} sources cannot be read again here",
+    )
+
+
+def _unreadable() -> bytes:
+    raise SourceError("this photo cannot be read again")
+
+
+__all__ = ["SOURCES", "LocalSource", "PhotoRef", "Source", "open_source", "reopen_photo"]

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from workbench.errors import SourceError
 from workbench.settings import LimitSettings, WorkbenchSettings
@@ -139,6 +140,27 @@ class LocalSource:
             yield from self._archive(self.path)
         else:
             yield self._file(self.path)
+
+    def reopen(self, origin: str, uri: str, meta: dict[str, Any]) -> PhotoRef:
+        """The reference of a photo registered earlier (``origin`` ``local`` or ``zip``)."""
+        if origin == "zip":
+            archive, member = Path(meta.get("archive", "")), meta.get("member")
+            if not member:
+                archive_text, _, member = uri.rpartition("!")
+                archive = Path(archive_text)
+            try:
+                with self._zip_lock:
+                    info = self._zip(archive).getinfo(member)
+            except KeyError:
+                return self._gone(origin, uri, f"no member {member!r} in {_text(archive)} any more")
+            except (OSError, zipfile.BadZipFile) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                return self._gone(origin, uri, f"cannot open archive {_text(archive)} ({why})")
+            return self._member(archive, info)
+        return self._file(Path(meta.get("path") or uri))
+
+    def _gone(self, origin: str, uri: str, problem: str) -> PhotoRef:
+        return PhotoRef(self.name, origin, uri, read=_never, problem=problem)
 
     def close(self) -> None:
         """Close the archives kept open for reading (reads reopen them)."""

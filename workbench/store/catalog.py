@@ -40,7 +40,8 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-PhotoStatus = Literal["done", "no_faces", "error"]
+PhotoStatus = Literal["pending", "done", "no_faces", "error"]
+"""``pending``: registered (read, hashed, decoded) but not yet analysed by any pack."""
 
 
 def utcnow() -> dt.datetime:
@@ -104,6 +105,19 @@ class Photo(Base):
     faces: Mapped[list[Face]] = relationship(
         back_populates="photo", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class Analysis(Base):
+    """That a pack analysed a photo, and its verdict (a photo can be analysed by many packs)."""
+
+    __tablename__ = "analyses"
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
+    pack: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    n_faces: Mapped[int] = mapped_column(Integer, default=0)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    analysed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Face(Base):
@@ -192,6 +206,37 @@ class Catalog:
                 .where(Photo.source == source, Photo.uri == uri, Photo.status == "error")
                 .limit(1)
             )
+
+    @staticmethod
+    def _analysed(pack: str) -> Any:
+        """SQL: the photo has a verdict of ``pack`` (catalogs older than the analyses
+        table only have the photo's last pack and the faces to tell)."""
+        return (
+            select(Analysis.photo_id)
+            .where(Analysis.photo_id == Photo.id, Analysis.pack == pack)
+            .exists()
+            | select(Face.id).where(Face.photo_id == Photo.id, Face.pack == pack).exists()
+            | ((Photo.pack == pack) & Photo.status.in_(["done", "no_faces"]))
+        )
+
+    def analysed_by(self, photo: Photo, pack: str) -> bool:
+        """Whether ``pack`` has already analysed this photo."""
+        with self.session() as s:
+            q = select(Photo.id).where(Photo.id == photo.id, self._analysed(pack))
+            return s.scalar(q) is not None
+
+    def photos_to_embed(self, pack: str) -> list[Photo]:
+        """Photos ``pack`` has not analysed: registered ones, and those other packs did."""
+        q = (
+            select(Photo)
+            .where(
+                (Photo.status == "pending")
+                | (Photo.status.in_(["done", "no_faces"]) & ~self._analysed(pack))
+            )
+            .order_by(Photo.id)
+        )
+        with self.session() as s:
+            return list(s.scalars(q))
 
     def photos_by_ids(self, ids: Sequence[int]) -> dict[int, Photo]:
         with self.session() as s:

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from workbench._optional import require
 from workbench.errors import StoreError
-from workbench.settings import StorageSettings
+from workbench.settings import IndexType, Metric, StorageSettings
 
 MAX_SOURCE_LEN = 512
 
@@ -29,6 +29,17 @@ class VectorHit:
     source: str
     score: float
     """Cosine similarity, whatever the metric of the collection."""
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How a collection's vectors are indexed and compared."""
+
+    index_type: str
+    metric: Metric
+
+
+_MILVUS_METRIC: dict[str, str] = {"cosine": "COSINE", "l2": "L2"}
 
 
 def _quote(value: str) -> str:
@@ -43,6 +54,7 @@ class VectorIndex:
         self.storage = storage
         self._client = client
         self._loaded: set[str] = set()
+        self._specs: dict[str, IndexSpec] = {}
 
     @property
     def is_lite(self) -> bool:
@@ -75,33 +87,38 @@ class VectorIndex:
             self._client = None
 
     # ---- collections -------------------------------------------------------
-    def _milvus_metric(self) -> str:
-        return {"cosine": "COSINE", "l2": "L2"}[self.storage.metric]
-
-    def _index_params(self) -> dict[str, Any]:
-        t = self.storage.index_type
-        if t == "HNSW":
+    def _index_params(self, index_type: str) -> dict[str, Any]:
+        if index_type == "HNSW":
             return {"M": self.storage.hnsw_m, "efConstruction": self.storage.hnsw_ef_construction}
-        if t in ("IVF_FLAT", "IVF_SQ8"):
+        if index_type in ("IVF_FLAT", "IVF_SQ8"):
             return {"nlist": 1024}
-        if t == "IVF_PQ":
+        if index_type == "IVF_PQ":
             return {"nlist": 1024, "m": 16, "nbits": 8}
         return {}
 
-    def _search_params(self) -> dict[str, Any]:
-        t = self.storage.index_type
-        if t == "HNSW":
+    def _search_params(self, index_type: str) -> dict[str, Any]:
+        if index_type == "HNSW":
             return {"ef": self.storage.hnsw_ef}
-        if t.startswith("IVF"):
+        if index_type.startswith("IVF"):
             return {"nprobe": 32}
         return {}
 
-    def ensure_collection(self, name: str, dim: int) -> None:
+    def ensure_collection(
+        self,
+        name: str,
+        dim: int,
+        *,
+        index_type: IndexType | None = None,
+        metric: Metric | None = None,
+    ) -> None:
+        """Create the collection unless it exists (with the settings' index, or the one given)."""
         c = self.client
         if c.has_collection(name):
             return
         from pymilvus import DataType
 
+        index_type = index_type or self.storage.index_type
+        metric = metric or self.storage.metric
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
@@ -110,16 +127,38 @@ class VectorIndex:
         index = c.prepare_index_params()
         index.add_index(
             field_name="vector",
-            index_type=self.storage.index_type,
-            metric_type=self._milvus_metric(),
-            params=self._index_params(),
+            index_type=index_type,
+            metric_type=_MILVUS_METRIC[metric],
+            params=self._index_params(index_type),
         )
         c.create_collection(name, schema=schema, index_params=index)
+        self._specs[name] = IndexSpec(index_type, metric)
+
+    def index_spec(self, name: str) -> IndexSpec:
+        """The index type and metric the collection was built with (read from Milvus).
+
+        Searches use these, not the settings, so a collection rebuilt with
+        another index or metric keeps answering correctly.
+        """
+        spec = self._specs.get(name)
+        if spec is None:
+            try:
+                info = self.client.describe_index(name, "vector") or {}
+            except Exception:  # noqa: BLE001 - an old or missing index: fall back to settings
+                info = {}
+            metric = str(info.get("metric_type", "")).upper()
+            spec = IndexSpec(
+                str(info.get("index_type") or self.storage.index_type),
+                "l2" if metric == "L2" else "cosine" if metric == "COSINE" else self.storage.metric,
+            )
+            self._specs[name] = spec
+        return spec
 
     def drop(self, name: str) -> None:
         if self.client.has_collection(name):
             self.client.drop_collection(name)
         self._loaded.discard(name)
+        self._specs.pop(name, None)
 
     def _ready(self, name: str) -> bool:
         """True when the collection exists and is loaded (a new process must load it first)."""
@@ -202,6 +241,7 @@ class VectorIndex:
         if not self._ready(name):
             return [[] for _ in range(len(queries))]
         flt = f"source == {_quote(source)}" if source else ""
+        spec = self.index_spec(name)
         try:
             res = self.client.search(
                 name,
@@ -210,20 +250,20 @@ class VectorIndex:
                 filter=flt,
                 output_fields=["photo_id", "source"],
                 search_params={
-                    "metric_type": self._milvus_metric(),
-                    "params": self._search_params(),
+                    "metric_type": _MILVUS_METRIC[spec.metric],
+                    "params": self._search_params(spec.index_type),
                 },
                 anns_field="vector",
             )
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"searching {name} failed: {e}") from e
-        return [[self._hit(h) for h in hits] for hits in res]
+        return [[self._hit(h, spec.metric) for h in hits] for hits in res]
 
-    def _hit(self, h: dict[str, Any]) -> VectorHit:
+    def _hit(self, h: dict[str, Any], metric: Metric) -> VectorHit:
         entity = h.get("entity", {})
         # Lite names the key by its field ("id"); some servers say "pk".
         face_id = h.get("id", h.get("pk", entity.get("id")))
         dist = float(h["distance"])
         # On unit vectors squared L2 = 2 - 2·cos; report cosine either way.
-        cos = dist if self.storage.metric == "cosine" else 1.0 - dist / 2.0
+        cos = dist if metric == "cosine" else 1.0 - dist / 2.0
         return VectorHit(int(face_id), int(entity["photo_id"]), str(entity["source"]), cos)
