@@ -23,7 +23,6 @@ from workbench.faces.calibration import (
     CALIBRATION_FILE,
     UNCALIBRATED_THRESHOLD,
     Calibration,
-    best_threshold,
     fit_calibration,
     load_calibration,
     package_calibration_path,
@@ -36,33 +35,6 @@ pytestmark = pytest.mark.unit
 
 
 # ---- maths ------------------------------------------------------------------------
-def test_best_threshold_separable() -> None:
-    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8])
-    same = np.array([False, False, False, True, True, True])
-    thr, acc = best_threshold(scores, same)
-    assert acc == 1.0
-    assert thr == pytest.approx(0.45)
-
-
-def test_best_threshold_order_free_and_overlap() -> None:
-    rng = np.random.default_rng(0)
-    scores = np.array([0.1, 0.35, 0.2, 0.5, 0.4, 0.9, 0.8, 0.45])
-    same = np.array([False, True, False, True, False, True, True, False])
-    perm = rng.permutation(len(scores))
-    thr, acc = best_threshold(scores[perm], same[perm])
-    # Brute force over every midpoint: nothing beats the returned accuracy.
-    s = np.sort(scores)
-    cuts = np.concatenate([[s[0] - 1], (s[1:] + s[:-1]) / 2, [s[-1] + 1]])
-    best = max(((scores > c) == same).mean() for c in cuts)
-    assert acc == pytest.approx(best)
-    assert ((scores > thr) == same).mean() == pytest.approx(acc)
-
-
-def test_best_threshold_all_same_label() -> None:
-    thr, acc = best_threshold(np.array([0.2, 0.3]), np.array([True, True]))
-    assert acc == 1.0 and thr < 0.2
-
-
 def test_platt_slope_recovers_logistic() -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(-0.2, 0.9, 20000)

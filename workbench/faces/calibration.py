@@ -100,25 +100,6 @@ def save_calibration(cal: Calibration, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def best_threshold(scores: NDArray[np.floating], same: NDArray[np.bool_]) -> tuple[float, float]:
-    """The best-accuracy threshold (midpoint between neighbouring scores) and its accuracy."""
-    order = np.argsort(scores)
-    s, y = np.asarray(scores, dtype=np.float64)[order], np.asarray(same, dtype=bool)[order]
-    n = len(s)
-    # Predict "same" for scores > cut: correct = negatives at or below + positives above.
-    neg_below = np.concatenate([[0], np.cumsum(~y)])
-    pos_above = np.concatenate([[y.sum()], y.sum() - np.cumsum(y)])
-    correct = neg_below + pos_above
-    i = int(np.argmax(correct))
-    if i == 0:
-        cut = s[0] - 1e-6
-    elif i == n:
-        cut = s[-1] + 1e-6
-    else:
-        cut = (s[i - 1] + s[i]) / 2.0
-    return float(cut), float(correct[i] / n)
-
-
 def platt_slope(scores: NDArray[np.floating], same: NDArray[np.bool_], iters: int = 50) -> float:
     """Slope of a logistic fit P(same | cos) = σ(a·cos + b), by Newton's method."""
     x = np.asarray(scores, dtype=np.float64)
@@ -140,6 +121,9 @@ def platt_slope(scores: NDArray[np.floating], same: NDArray[np.bool_], iters: in
 def fit_calibration(
     pack: str, scores: NDArray[np.floating], same: NDArray[np.bool_]
 ) -> Calibration:
+    # Imported here: the evaluation package imports this module.
+    from workbench.evaluation.metrics import best_threshold
+
     threshold, accuracy = best_threshold(scores, same)
     slope = platt_slope(scores, same)
     return Calibration(pack, threshold, slope, accuracy=accuracy, pairs=int(len(scores)))
