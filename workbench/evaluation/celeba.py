@@ -49,6 +49,7 @@ from workbench.evaluation.metrics import (
 )
 from workbench.faces.calibration import load_calibration
 from workbench.faces.packs import ModelPack
+from workbench.monitoring import progress_bar
 from workbench.settings import LimitSettings
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,6 @@ def _retrieval(
     emb: NDArray[np.float32], ids: NDArray[np.int64], progress: bool
 ) -> tuple[int, float, float]:
     """(queries, precision@1, mAP) of every image with a same-identity partner."""
-    from tqdm.auto import tqdm
-
     n = len(ids)
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     inverse = inverse.astype(np.int32)
@@ -239,7 +238,7 @@ def _retrieval(
     hits_at_1 = 0
     ap_sum = 0.0
     starts = range(0, len(queries), block)
-    for start in tqdm(starts, desc="CelebA retrieval", unit="block", disable=not progress):
+    for start in progress_bar(starts, desc="CelebA retrieval", unit="block", enabled=progress):
         q = queries[start : start + block]
         rows = np.arange(len(q))
         sims = emb[q] @ emb.T

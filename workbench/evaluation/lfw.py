@@ -40,8 +40,9 @@ from workbench.faces.calibration import (
     save_calibration,
 )
 from workbench.faces.packs import ModelPack
-from workbench.faces.types import AnalyzedFace
+from workbench.faces.types import AnalyzedFace, DetectedFace
 from workbench.imaging import decode_image
+from workbench.monitoring import progress_bar
 from workbench.settings import LimitSettings
 
 LFW_VIEW1_TRAIN = "pairsDevTrain.txt"
@@ -199,16 +200,37 @@ def resolve_images(root: Path, pairs: Sequence[LfwPair], source: Path | None = N
 
 
 # ---- embedding -----------------------------------------------------------------
+NoFacePolicy = Literal["fallback", "exclude", "wrong"]
+"""What happens to an image where the pack detects no face.
+
+``fallback``: detect again with lenient settings (score ≥ `RETRY_MIN_SCORE`),
+and failing that embed the face where the benchmark puts it: the median box
+and landmarks of the faces this pack found in the other images of that size
+(LFW centres its subjects). ``exclude``: pairs touching it are left out.
+``wrong``: pairs touching it count as wrong decisions. Every case is counted.
+"""
+
+RETRY_MIN_SCORE = 0.05
+RETRY_MIN_FACE_SIZE = 8
+
+HowFound = Literal["detected", "retry", "centre", "none"]
+
+
 @dataclass(frozen=True)
 class EmbeddedImage:
-    """What a pack made of one LFW image."""
+    """What a pack made of one benchmark image."""
 
     embedding: NDArray[np.float32] | None
     """The chosen face's L2-normalised embedding; None when no face was detected."""
     faces: int
-    """Faces the pack detected."""
+    """Faces the pack detected with its own settings."""
     chosen: int = -1
     """Index (best-first, as the pack ranks them) of the face used; -1 without a face."""
+    how: HowFound = "detected"
+    """How the face used was found: by the pack, a lenient retry, the centre fallback, or not."""
+    face: DetectedFace | None = None
+    size: tuple[int, int] = (0, 0)
+    """Image width and height."""
 
 
 def choose_face(faces: Sequence[AnalyzedFace], width: int, height: int) -> int:
@@ -223,6 +245,51 @@ def choose_face(faces: Sequence[AnalyzedFace], width: int, height: int) -> int:
     return max(range(len(faces)), key=lambda i: merit(faces[i]))
 
 
+def _read_rgb(p: Path, limits: LimitSettings | None) -> NDArray[np.uint8]:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise LfwError(f"cannot read image {p} ({e.strerror or e})") from e
+    try:
+        return decode_image(data, limits).rgb
+    except ImageError as e:
+        raise LfwError(f"image {p}: {e}") from e
+
+
+def _chosen(
+    faces: Sequence[AnalyzedFace], rgb: NDArray[np.uint8], how: HowFound, n: int
+) -> EmbeddedImage:
+    h, w = rgb.shape[:2]
+    i = choose_face(faces, w, h)
+    return EmbeddedImage(
+        np.asarray(faces[i].embedding, dtype=np.float32), n, i, how, faces[i].detection, (w, h)
+    )
+
+
+def centre_face(cache: dict[Path, EmbeddedImage], size: tuple[int, int]) -> DetectedFace:
+    """Where faces sit in images of this size: the median detected box and landmarks.
+
+    With no detection of that size to learn from, the ArcFace template
+    scaled into the middle half of the image.
+    """
+    found = [
+        e.face
+        for e in cache.values()
+        if e.face is not None and e.how != "centre" and e.size == size
+    ]
+    if found:
+        boxes = np.median(np.array([f.box for f in found], dtype=np.float64), axis=0)
+        marks = np.median(np.stack([f.landmarks for f in found]), axis=0)
+        return DetectedFace(tuple(float(v) for v in boxes), marks.astype(np.float32), 0.0)  # type: ignore[arg-type]
+    from workbench.faces.align import ARCFACE_TEMPLATE
+
+    w, h = size
+    side = min(w, h) / 2.0
+    x0, y0 = (w - side) / 2.0, (h - side) / 2.0
+    marks = ARCFACE_TEMPLATE * (side / 112.0) + (x0, y0)
+    return DetectedFace((x0, y0, x0 + side, y0 + side), marks.astype(np.float32), 0.0)
+
+
 def embed_images(
     pack: ModelPack,
     paths: Iterable[Path],
@@ -231,28 +298,45 @@ def embed_images(
     limits: LimitSettings | None = None,
     progress: bool = True,
     desc: str | None = None,
+    fallback: bool = False,
+    batch: int = 16,
 ) -> dict[Path, EmbeddedImage]:
-    """Embed each image not yet in ``cache`` (updated in place, and returned)."""
-    from tqdm.auto import tqdm
+    """Embed each image not yet in ``cache`` (updated in place, and returned).
 
+    With ``fallback`` an image without a detected face is retried leniently
+    and then embedded at the centre face (see `NoFacePolicy`); without it its
+    entry has no embedding.
+    """
     cache = {} if cache is None else cache
     todo = [p for p in dict.fromkeys(paths) if p not in cache]
     pack.load()
-    for p in tqdm(todo, desc=desc or f"LFW {pack.name}", unit="img", disable=not progress):
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise LfwError(f"cannot read LFW image {p} ({e.strerror or e})") from e
-        try:
-            rgb = decode_image(data, limits).rgb
-        except ImageError as e:
-            raise LfwError(f"LFW image {p}: {e}") from e
-        faces = pack.analyze(rgb)
+    missed: list[tuple[Path, NDArray[np.uint8]]] = []
+    with progress_bar(
+        total=len(todo), desc=desc or f"{pack.name}", unit="img", enabled=progress
+    ) as bar:
+        for k in range(0, len(todo), batch):
+            chunk = todo[k : k + batch]
+            images = [_read_rgb(p, limits) for p in chunk]
+            for p, rgb, faces in zip(chunk, images, pack.analyze_many(images), strict=True):
+                if faces:
+                    cache[p] = _chosen(faces, rgb, "detected", len(faces))
+                else:
+                    h, w = rgb.shape[:2]
+                    cache[p] = EmbeddedImage(None, 0, how="none", size=(w, h))
+                    if fallback:
+                        missed.append((p, rgb))
+            bar.update(len(chunk))
+    with pack.detection_settings(min_score=RETRY_MIN_SCORE, min_face_size=RETRY_MIN_FACE_SIZE):
+        retried = [(p, rgb, pack.analyze(rgb)) for p, rgb in missed]
+    for p, rgb, faces in retried:
+        if faces:
+            cache[p] = _chosen(faces, rgb, "retry", 0)
+    for p, rgb, faces in retried:
         if not faces:
-            cache[p] = EmbeddedImage(None, 0)
-            continue
-        i = choose_face(faces, rgb.shape[1], rgb.shape[0])
-        cache[p] = EmbeddedImage(np.asarray(faces[i].embedding, dtype=np.float32), len(faces), i)
+            h, w = rgb.shape[:2]
+            face = centre_face(cache, (w, h))
+            vec = np.asarray(pack.embed_at(rgb, face), dtype=np.float32)
+            cache[p] = EmbeddedImage(vec, 0, 0, "centre", face, (w, h))
     return cache
 
 
@@ -270,7 +354,11 @@ class PairScores:
     images: int
     """Distinct images of these pairs."""
     no_face_images: tuple[Path, ...] = ()
-    """Images of these pairs in which the pack found no face."""
+    """Images of these pairs in which the pack found no face (with its own settings)."""
+    retried_images: tuple[Path, ...] = ()
+    """No-face images where a lenient retry found one (the fallback's first step)."""
+    centre_images: tuple[Path, ...] = ()
+    """No-face images embedded at the centre face (the fallback's last step)."""
     multi_face_images: int = 0
     """Images where the pack found several faces (the centre-weighted one was used)."""
     off_first_choice: int = 0
@@ -304,6 +392,8 @@ class PairScores:
             "excluded_pairs": self.excluded_pairs,
             "images": self.images,
             "no_face_images": [str(p) for p in self.no_face_images],
+            "retried_images": [str(p) for p in self.retried_images],
+            "centre_images": [str(p) for p in self.centre_images],
             "multi_face_images": self.multi_face_images,
             "off_first_choice": self.off_first_choice,
             "seconds": round(self.seconds, 2),
@@ -319,14 +409,24 @@ def score_pairs(
     cache: dict[Path, EmbeddedImage] | None = None,
     limits: LimitSettings | None = None,
     progress: bool = True,
+    fallback: bool = False,
 ) -> PairScores:
-    """Embed the images of ``pairs`` (under ``root``) once each and score every pair."""
+    """Embed the images of ``pairs`` (under ``root``) once each and score every pair.
+
+    Without ``fallback`` a pair touching an image with no face scores NaN.
+    """
     paths = resolve_images(root, pairs, source)
     cache = {} if cache is None else cache
     start = time.perf_counter()
     label = source.name if source is not None else "pairs"
     embed_images(
-        pack, paths, cache=cache, limits=limits, progress=progress, desc=f"{pack.name} {label}"
+        pack,
+        paths,
+        cache=cache,
+        limits=limits,
+        progress=progress,
+        desc=f"{pack.name} {label}",
+        fallback=fallback,
     )
     seconds = time.perf_counter() - start
     scores = np.full(len(pairs), np.nan, dtype=np.float64)
@@ -342,7 +442,9 @@ def score_pairs(
         scores=scores,
         labels=np.array([p.same for p in pairs], dtype=bool),
         images=len(paths),
-        no_face_images=tuple(p for p, e in zip(paths, used, strict=True) if e.embedding is None),
+        no_face_images=tuple(p for p, e in zip(paths, used, strict=True) if e.faces == 0),
+        retried_images=tuple(p for p, e in zip(paths, used, strict=True) if e.how == "retry"),
+        centre_images=tuple(p for p, e in zip(paths, used, strict=True) if e.how == "centre"),
         multi_face_images=sum(e.faces > 1 for e in used),
         off_first_choice=sum(e.chosen > 0 for e in used),
         seconds=seconds,

@@ -114,6 +114,22 @@ class Roc:
     def auc(self) -> float:
         return float((np.diff(self.fpr) * (self.tpr[1:] + self.tpr[:-1]) / 2).sum())
 
+    def thinned(self, max_points: int = 200) -> dict[str, list[float]]:
+        """At most ``max_points`` points of the curve, spread evenly on a log FAR axis.
+
+        Enough to draw it (and small enough to keep in a JSON document); the
+        first and last points and the best TAR at each kept FAR are exact.
+        """
+        fpr, tpr = self.fpr, self.tpr
+        if len(fpr) > max_points:
+            positive = fpr[fpr > 0]
+            lo = positive.min() if len(positive) else 1e-6
+            edges = np.r_[0.0, np.geomspace(lo, 1.0, max_points - 1)]
+            # The last point at or below each edge: the best TAR at that FAR.
+            idx = np.unique(np.searchsorted(fpr, edges, side="right") - 1)
+            fpr, tpr = fpr[idx], tpr[idx]
+        return {"fpr": [round(float(v), 6) for v in fpr], "tpr": [round(float(v), 6) for v in tpr]}
+
     def tar_at_far(self, far: float) -> float:
         """The highest true accept rate whose false accept rate is at most ``far``."""
         ok = self.fpr <= far + 1e-12

@@ -75,6 +75,11 @@ class ModelPack(ABC):
         """`analyze` over a batch; packs that can batch across photos override this."""
         return [self.analyze(img) for img in images]
 
+    @property
+    def device_used(self) -> str:
+        """Where the loaded models run (``cpu`` or ``cuda``); packs with GPU support override."""
+        return "cpu"
+
     def embed_at(self, rgb: NDArray[np.uint8], face: DetectedFace) -> NDArray[np.float32]:
         """The embedding of a face whose box and landmarks are given, not detected.
 
