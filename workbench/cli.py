@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from workbench.cli_notebooks import run_notebook
 from workbench.errors import WorkbenchError
 from workbench.monitoring import configure_logging
 
@@ -72,6 +73,12 @@ def cli(ctx: click.Context, home: str | None, pack: str | None, verbose: int, qu
     is_flag=True,
     help="Try photos recorded as errors again instead of skipping them.",
 )
+@click.option(
+    "--register-only",
+    is_flag=True,
+    help="Only read, hash and decode photos (status pending, no models); `workbench embed` "
+    "analyses them later.",
+)
 @click.pass_context
 def ingest(
     ctx: click.Context,
@@ -80,19 +87,45 @@ def ingest(
     as_json: bool,
     no_progress: bool,
     retry_errors: bool,
+    register_only: bool,
 ) -> None:
     """Detect, embed and store every face in PATHS (files, folders, zip archives)."""
     with _open(ctx) as wb:
         report = wb.ingest(
-            paths, source=source, progress=not no_progress, retry_errors=retry_errors
+            paths,
+            source=source,
+            progress=not no_progress,
+            retry_errors=retry_errors,
+            embed=not register_only,
         )
-    if as_json:
-        _emit(report.counts())
-        return
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON document.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.pass_context
+def embed(ctx: click.Context, as_json: bool, no_progress: bool) -> None:
+    """Detect and embed every catalog photo the pack has not analysed yet.
+
+    That is photos registered with `ingest --register-only`, and photos
+    another pack analysed. Each is read again from where it was registered.
+    """
+    with _open(ctx) as wb:
+        report = wb.embed(progress=not no_progress)
+    _print_report(report, as_json)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
     c = report.counts()
+    if as_json:
+        _emit(c if report.kind == "ingest" else {**c, "pending": report.pending})
+        return
+    verb = {"ingest": "ingested", "register": "registered", "embed": "embedded"}[report.kind]
+    pending = f", {report.pending} pending" if report.kind == "register" else ""
     click.echo(
-        f"{c['photos']} photos ingested: {c['faces']} faces, {c['no_faces']} without faces, "
-        f"{c['errors']} errors, {c['skipped']} already in the catalog "
+        f"{c['photos']} photos {verb}: {c['faces']} faces, {c['no_faces']} without faces, "
+        f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog "
         f"({report.seconds:.1f} s, {report.photos_per_second:.2f} photos/s)"
     )
     for uri, reason in report.error_details[:20]:
@@ -168,17 +201,25 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--index-type",
+    type=click.Choice(["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"]),
+    default=None,
+    help="Build this Milvus index instead of the settings' (searches read it back).",
+)
+@click.option("--metric", type=click.Choice(["cosine", "l2"]), default=None, help="Vector metric.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def reindex(ctx: click.Context, as_json: bool) -> None:
+def reindex(ctx: click.Context, index_type: str | None, metric: str | None, as_json: bool) -> None:
     """Rebuild the pack's vector collection from the catalog (no models run)."""
     with _open(ctx) as wb:
-        n = wb.reindex()
+        n = wb.reindex(index_type=index_type, metric=metric, progress=not as_json)  # type: ignore[arg-type]
         name = wb.pack.name
+        spec = wb.index.index_spec(wb.pack.collection_name)
     if as_json:
-        _emit({"pack": name, "vectors": n})
+        _emit({"pack": name, "vectors": n, "index_type": spec.index_type, "metric": spec.metric})
     else:
-        click.echo(f"reindexed {n} faces of pack {name}")
+        click.echo(f"reindexed {n} faces of pack {name} ({spec.index_type}, {spec.metric})")
 
 
 @cli.command()
@@ -261,6 +302,158 @@ def calibrate(
         _emit(result.to_dict())
     else:
         click.echo(result.summary())
+
+
+@cli.group()
+def evaluate() -> None:
+    """Measure packs on LFW (k-fold View 2) or a CelebA-format folder."""
+
+
+@evaluate.command("lfw")
+@click.option(
+    "--lfw-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="LFW directory: images/<Name>/<Name>_0001.jpg and pairs.txt.",
+)
+@click.option(
+    "--pack",
+    "pack_names",
+    multiple=True,
+    help="Pack to evaluate (repeatable) [default: every pack that loads here].",
+)
+@click.option("--pairs", default="pairs.txt", show_default=True, help="Pairs file (View 2).")
+@click.option(
+    "--no-face",
+    type=click.Choice(["fallback", "exclude", "wrong"]),
+    default="fallback",
+    show_default=True,
+    help="Images without a detected face: retry leniently, then embed at the centre face; "
+    "leave their pairs out; or count their pairs as wrong. Always counted.",
+)
+@click.option(
+    "--per-fold",
+    type=click.IntRange(1),
+    default=None,
+    help="Only the first N matched + N mismatched pairs of each fold (a quick slice).",
+)
+@click.option(
+    "--dev-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="A dev set with labels.csv: also count detected vs labelled faces on its group photos.",
+)
+@click.option(
+    "--save/--no-save",
+    default=True,
+    show_default=True,
+    help="Keep the JSON document in <home>/evaluations/ (the report notebook shows it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.pass_context
+def evaluate_lfw_cmd(
+    ctx: click.Context,
+    lfw_dir: str,
+    pack_names: tuple[str, ...],
+    pairs: str,
+    no_face: str,
+    per_fold: int | None,
+    dev_dir: str | None,
+    save: bool,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """LFW verification, 10 folds, every pack side by side (accuracy, F1, ROC AUC, speed)."""
+    from workbench.evaluation.compare import available_packs, compare_packs
+
+    settings = _settings(ctx)
+    names = list(pack_names) or ([ctx.obj["pack"]] if ctx.obj["pack"] else [])
+    packs, skipped = available_packs(settings, names)
+    if not packs:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped)
+        raise WorkbenchError(f"no model pack loads here ({reasons})")
+    result = compare_packs(
+        packs,
+        lfw_dir,
+        pairs,
+        dev_dir=dev_dir,
+        no_face=no_face,  # type: ignore[arg-type]
+        per_fold=per_fold,
+        skipped=skipped,
+        progress=not no_progress,
+    )
+    saved = result.save(settings.home) if save else None
+    if as_json:
+        doc = result.to_dict()
+        doc["saved"] = str(saved) if saved else None
+        _emit(doc)
+        return
+    for r in result.results:
+        click.echo(r.lfw.summary())
+        if r.groups is not None:
+            g = r.groups
+            click.echo(
+                f"  dev group photos: {g.detected} of {g.labelled} labelled faces detected, "
+                f"{g.exact} of {g.photos} photos exact"
+            )
+    for name, reason in result.skipped:
+        click.echo(f"{name}: skipped ({reason})")
+    if saved:
+        click.echo(f"saved to {saved}")
+
+
+@evaluate.command("celeba")
+@click.option(
+    "--celeba-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="CelebA root (img_align_celeba/ and identity_CelebA.txt) or an image folder.",
+)
+@click.option(
+    "--identities",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="identity_CelebA.txt ('<image> <identity id>' per line) [default: in --celeba-dir].",
+)
+@click.option("--max-images", type=click.IntRange(1), default=None, help="Seeded subset size.")
+@click.option("--pairs", "n_pairs", type=click.IntRange(2), default=3000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.pass_context
+def evaluate_celeba_cmd(
+    ctx: click.Context,
+    celeba_dir: str,
+    identities: str | None,
+    max_images: int | None,
+    n_pairs: int,
+    seed: int,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """CelebA identities: retrieval precision@1 and mAP, verification F1 on seeded pairs."""
+    from workbench.evaluation.celeba import evaluate_celeba
+
+    with _open(ctx) as wb:
+        report = evaluate_celeba(
+            wb.pack,
+            celeba_dir,
+            identities,
+            max_images=max_images,
+            pairs=n_pairs,
+            seed=seed,
+            home=wb.home,
+            limits=wb.settings.limits,
+            progress=not no_progress,
+        )
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(report.summary())
+
+
+cli.add_command(run_notebook)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,17 +6,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from loguru import logger
 from numpy.typing import NDArray
 from sqlalchemy import func, select
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.faces.calibration import Calibration, load_calibration
 from workbench.faces.packs import ModelPack, open_pack
-from workbench.monitoring import ensure_logging
+from workbench.monitoring import ensure_logging, progress_bar
 from workbench.pipeline import Ingest, IngestReport
 from workbench.search import ImageInput, QueryFace, search_sample
 from workbench.settings import IndexType, Metric, WorkbenchSettings
@@ -95,6 +95,12 @@ class Workbench:
         if self._pack is None:
             self._pack = open_pack(self.settings.pack, self.settings)
         return self._pack
+
+    @property
+    def loaded_pack(self) -> ModelPack | None:
+        """The pack if it has been opened and loaded already (asking loads nothing)."""
+        pack = self._pack
+        return pack if pack is not None and pack._loaded else None  # noqa: SLF001
 
     @property
     def catalog(self) -> Catalog:
@@ -216,14 +222,15 @@ class Workbench:
         *,
         index_type: IndexType | None = None,
         metric: Metric | None = None,
+        progress: bool = True,
     ) -> int:
         """Rebuild the pack's Milvus collection from the catalog, without running models.
 
         ``index_type`` and ``metric`` switch the collection to another index
         (default: the settings'); searches read them back from Milvus.
         """
-        from tqdm.auto import tqdm
-
+        _check_choice("index type", index_type, get_args(IndexType))
+        _check_choice("metric", metric, get_args(Metric))
         pack_row = self._pack_row(pack_name or self.pack.name)
         self.index.drop(pack_row.collection)
         self.index.ensure_collection(
@@ -231,7 +238,9 @@ class Workbench:
         )
         total = self.catalog.count_faces(pack_row.name)
         written = 0
-        with tqdm(total=total, desc=f"reindex {pack_row.name}", unit="face") as bar:
+        with progress_bar(
+            total=total, desc=f"reindex {pack_row.name}", unit="face", enabled=progress
+        ) as bar:
             for rows in self.catalog.iter_faces(pack_row.name):
                 self._upsert(pack_row.collection, rows)
                 written += len(rows)
@@ -314,6 +323,11 @@ class Workbench:
             [photos[f.photo_id].source for f in rows],
             np.stack([f.vector() for f in rows]),
         )
+
+
+def _check_choice(what: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise ConfigurationError(f"{what} {value!r} is not one of {', '.join(allowed)}")
 
 
 def open(  # noqa: A001 - `workbench.open(...)` reads naturally

@@ -1,9 +1,10 @@
-"""Logging set-up (loguru); metrics join here as the workbench grows."""
+"""Logging set-up (loguru) and progress bars; metrics join here as the workbench grows."""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from loguru import logger
 
@@ -30,3 +31,18 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
     )
     _configured = True
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> Any:
+    """A tqdm bar: a notebook widget where one can be drawn, text otherwise, nothing if off.
+
+    A disabled bar comes from plain tqdm, so a notebook without ipywidgets
+    gets no "IProgress not found" warning for a bar nobody asked for.
+    """
+    if not enabled:
+        from tqdm import tqdm
+
+        return tqdm(iterable, disable=True, **kwargs)
+    from tqdm.auto import tqdm as auto_tqdm
+
+    return auto_tqdm(iterable, **kwargs)

@@ -27,6 +27,7 @@ from loguru import logger
 from workbench.errors import WorkbenchError
 from workbench.faces.types import AnalyzedFace
 from workbench.imaging import DecodedImage, decode_image, sha256
+from workbench.monitoring import progress_bar
 from workbench.sources import PhotoRef, open_source
 from workbench.store.catalog import Analysis, Face, Photo, utcnow
 
@@ -245,9 +246,9 @@ class Ingest:
         return refs
 
     def _process(self, refs: Sequence[_Job]) -> None:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(refs), desc=self.report.kind, unit="photo", disable=not self.progress)
+        bar = progress_bar(
+            total=len(refs), desc=self.report.kind, unit="photo", enabled=self.progress
+        )
         batch_size = self.wb.settings.batch_size
         # Reading and decoding the next batch overlaps with the models on this one
         # (Pillow and zlib release the GIL).
