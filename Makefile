@@ -9,19 +9,31 @@ STAMP  := $(VENV)/.installed-stamp
 SAMPLE ?= $(SHARED)/data/faces-dev/images/dev_0010.jpg
 
 # The demo's `local` pack: SCRFD-500MF + MobileFaceNet from ../shared/models.
-demo test: export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
+demo test test-slow: export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
 demo: export WORKBENCH_LOCAL__DETECTOR ?= buffalo_sc/det_500m.onnx
 demo: export WORKBENCH_LOCAL__RECOGNIZER ?= mobilefacenet/MobileFaceNet.onnx
-test: export WORKBENCH_SHARED ?= $(abspath $(SHARED))
+test test-slow: export WORKBENCH_SHARED ?= $(abspath $(SHARED))
 
-.PHONY: setup demo test lint clean
+.PHONY: setup system-deps demo test test-slow lint clean
 
 setup: $(STAMP)
+
+# The browser tests need the system Chromium (Debian package `chromium`);
+# CI runs as root and installs it, elsewhere install it once yourself.
+CHROMIUM ?= /usr/bin/chromium
+system-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "$(CHROMIUM) is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; exit 1; \
+	  fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,dev]"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,notebooks,dev]"
 	touch $(STAMP)
 
 demo: setup
@@ -29,11 +41,15 @@ demo: setup
 	$(VENV)/bin/workbench stats
 	$(VENV)/bin/workbench search $(SAMPLE)
 
-test: setup
+test: setup system-deps
 	$(PY) -m pytest
 
+# The slow tier: full LFW View 2 for every pack against the golden values (~35 min on 2 cores).
+test-slow: setup
+	$(PY) -m pytest -m slow
+
 lint: setup
-	$(VENV)/bin/ruff check workbench tests benchmarks evaluation
+	$(VENV)/bin/ruff check workbench tests benchmarks evaluation notebooks
 
 clean:
 	rm -rf workbench-data .pytest_cache
