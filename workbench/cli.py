@@ -366,7 +366,11 @@ def evaluate_lfw_cmd(
 ) -> None:
     """LFW verification, 10 folds, every pack side by side (accuracy, F1, ROC AUC, speed)."""
     from workbench.evaluation.compare import available_packs, compare_packs
+    from workbench.evaluation.lfw import images_root, pairs_path
 
+    # Check the data before loading (possibly several) packs.
+    images_root(lfw_dir)
+    pairs_path(lfw_dir, pairs)
     settings = _settings(ctx)
     names = list(pack_names) or ([ctx.obj["pack"]] if ctx.obj["pack"] else [])
     packs, skipped = available_packs(settings, names)

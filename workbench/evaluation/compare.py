@@ -120,7 +120,7 @@ class Comparison:
     skipped: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     created: str = field(
-        default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +167,10 @@ class Comparison:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")
         path = folder / f"lfw-{stamp}.json"
+        n = 1
+        while path.exists():  # two runs in the same millisecond keep both documents
+            n += 1
+            path = folder / f"lfw-{stamp}-{n}.json"
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 

@@ -308,9 +308,15 @@ def embed_images(
     entry has no embedding.
     """
     cache = {} if cache is None else cache
-    todo = [p for p in dict.fromkeys(paths) if p not in cache]
+    unique = list(dict.fromkeys(paths))
+    todo = [p for p in unique if p not in cache]
     pack.load()
-    missed: list[tuple[Path, NDArray[np.uint8]]] = []
+    # Images a run without the fallback left faceless get it now.
+    missed = [
+        (p, _read_rgb(p, limits))
+        for p in unique
+        if fallback and p in cache and cache[p].how == "none"
+    ]
     with progress_bar(
         total=len(todo), desc=desc or f"{pack.name}", unit="img", enabled=progress
     ) as bar:

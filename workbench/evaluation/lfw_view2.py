@@ -167,6 +167,8 @@ def evaluate_lfw(
     chosen = parse_pairs(file)
     if per_fold is not None:
         chosen = slice_pairs(chosen, per_fold)
+    if len({p.fold for p in chosen}) < 2:
+        raise LfwError(f"{file}: the k-fold protocol needs at least two folds (View 2 pairs.txt)")
     resolve_images(root, chosen, file)
     cache = {} if cache is None else cache
     scored = score_pairs(

@@ -124,9 +124,10 @@ class Roc:
         if len(fpr) > max_points:
             positive = fpr[fpr > 0]
             lo = positive.min() if len(positive) else 1e-6
-            edges = np.r_[0.0, np.geomspace(lo, 1.0, max_points - 1)]
-            # The last point at or below each edge: the best TAR at that FAR.
-            idx = np.unique(np.searchsorted(fpr, edges, side="right") - 1)
+            edges = np.r_[0.0, np.geomspace(lo, 1.0, max_points - 2)]
+            # The origin, then the last point at or below each edge: the best
+            # TAR at that FAR.
+            idx = np.unique(np.r_[0, np.searchsorted(fpr, edges, side="right") - 1])
             fpr, tpr = fpr[idx], tpr[idx]
         return {"fpr": [round(float(v), 6) for v in fpr], "tpr": [round(float(v), 6) for v in tpr]}
 
