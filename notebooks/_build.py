@@ -245,9 +245,9 @@ n_check = 20  # stored faces searched against the rebuilt index""",
         (
             "code",
             """\
-vectors = wb.reindex(index_type=index_type, metric=metric)
-used_index = index_type or wb.settings.storage.index_type
-used_metric = metric or wb.settings.storage.metric
+vectors = wb.reindex(index_type=index_type, metric=metric, progress=False)
+spec = wb.index_spec()  # read back from Milvus
+used_index, used_metric = spec.index_type, spec.metric
 print(f"{vectors} vectors written to a {used_index} index ({used_metric})")""",
             (),
         ),

@@ -215,7 +215,7 @@ def reindex(ctx: click.Context, index_type: str | None, metric: str | None, as_j
     with _open(ctx) as wb:
         n = wb.reindex(index_type=index_type, metric=metric, progress=not as_json)  # type: ignore[arg-type]
         name = wb.pack.name
-        spec = wb.index.index_spec(wb.pack.collection_name)
+        spec = wb.index_spec()
     if as_json:
         _emit({"pack": name, "vectors": n, "index_type": spec.index_type, "metric": spec.metric})
     else:

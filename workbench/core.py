@@ -21,7 +21,7 @@ from workbench.pipeline import Ingest, IngestReport
 from workbench.search import ImageInput, QueryFace, search_sample
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog, Face, Photo
-from workbench.store.vectors import VectorIndex
+from workbench.store.vectors import IndexSpec, VectorIndex
 
 
 @dataclass
@@ -247,6 +247,12 @@ class Workbench:
                 bar.update(len(rows))
         self.index.flush(pack_row.collection)
         return written
+
+    def index_spec(self, pack_name: str | None = None) -> IndexSpec:
+        """The index type and metric of the pack's collection, as Milvus has it (no model runs)."""
+        # A pack's name is known without loading its models; the collection is in the catalog.
+        pack_row = self._pack_row(pack_name or self.pack.name)
+        return self.index.index_spec(pack_row.collection)
 
     def delete_photo(self, ref: str | int) -> int:
         """Remove a photo (by id, sha256 or uri) and its faces from catalog and index."""
