@@ -134,33 +134,6 @@ class Comparison:
             "seconds": round(self.seconds, 1),
         }
 
-    def table(self) -> list[dict[str, Any]]:
-        """One flat row per pack (a pandas DataFrame reads it as is)."""
-        rows = []
-        for r in self.results:
-            d = r.lfw.to_dict()
-            rows.append(
-                {
-                    "pack": r.pack,
-                    "accuracy": d["accuracy"]["mean"],
-                    "accuracy_std": d["accuracy"]["std"],
-                    "precision": d["precision"]["mean"],
-                    "recall": d["recall"]["mean"],
-                    "f1": d["f1"]["mean"],
-                    "roc_auc": d["roc_auc"],
-                    "tar_at_far_1e-3": d["tar_at_far"]["tar"],
-                    "threshold": d["threshold"]["mean"],
-                    "detection_rate": d["detection_rate"],
-                    "no_face_images": d["no_face"]["images"],
-                    "ms_per_image": d["ms_per_image"],
-                    "ms_per_face": d["ms_per_face"],
-                    "group_faces_detected": r.groups.detected if r.groups else None,
-                    "group_faces_labelled": r.groups.labelled if r.groups else None,
-                    "seconds": d["seconds"],
-                }
-            )
-        return rows
-
     def save(self, home: Path) -> Path:
         """Write the JSON document to ``<home>/evaluations/`` (the report notebook reads it)."""
         folder = home / "evaluations"
