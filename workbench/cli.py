@@ -39,6 +39,14 @@ def _emit(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
+def _show(result: Any, as_json: bool) -> None:
+    """A result with ``to_dict`` and ``summary``: one JSON document, or its text summary."""
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(result.summary())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
@@ -298,10 +306,7 @@ def calibrate(
             progress=not no_progress,
         )
         result = write_calibration(result, write, wb.home)
-    if as_json:
-        _emit(result.to_dict())
-    else:
-        click.echo(result.summary())
+    _show(result, as_json)
 
 
 @cli.group()
@@ -451,10 +456,7 @@ def evaluate_celeba_cmd(
             limits=wb.settings.limits,
             progress=not no_progress,
         )
-    if as_json:
-        _emit(report.to_dict())
-    else:
-        click.echo(report.summary())
+    _show(report, as_json)
 
 
 cli.add_command(run_notebook)

@@ -94,13 +94,9 @@ def _prepare(job: _Job, wb: Workbench, retry_errors: bool, pack: str | None) -> 
         return _prepare_registered(ref, row, wb)
     failed = wb.catalog.error_photo(ref.source, ref.uri)
     stale_id = failed.id if failed is not None else None
-    known_error = stale_id is not None and not retry_errors
-    if ref.problem:
-        return _Prepared(ref, error=ref.problem, done_before=known_error, existing_id=stale_id)
-    try:
-        data = ref.read()
-    except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
-        error = f"cannot read: {_describe(e)}"
+    data, error = _read(ref)
+    if data is None:
+        known_error = stale_id is not None and not retry_errors
         return _Prepared(ref, error=error, done_before=known_error, existing_id=stale_id)
     item = _Prepared(ref, sha=sha256(data), size=len(data), stale_id=stale_id)
     existing = wb.catalog.photo_by_sha(item.sha)
@@ -114,23 +110,14 @@ def _prepare(job: _Job, wb: Workbench, retry_errors: bool, pack: str | None) -> 
             item.done_before = True
             return item
         item.existing_id = existing.id
-    try:
-        item.image = decode_image(data, wb.settings.limits)
-    except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
-        item.error = _describe(e)
-    return item
+    return _decode(item, data, wb)
 
 
 def _prepare_registered(ref: PhotoRef, row: Photo, wb: Workbench) -> _Prepared:
     """Read a registered photo again; it must still be the bytes that were registered."""
     item = _Prepared(ref, existing_id=row.id)
-    if ref.problem:
-        item.error = ref.problem
-        return item
-    try:
-        data = ref.read()
-    except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
-        item.error = f"cannot read: {_describe(e)}"
+    data, item.error = _read(ref)
+    if data is None:
         return item
     item.sha, item.size = sha256(data), len(data)
     if row.sha256 is not None and item.sha != row.sha256:
@@ -141,6 +128,20 @@ def _prepare_registered(ref: PhotoRef, row: Photo, wb: Workbench) -> _Prepared:
         )
         item.sha = row.sha256
         return item
+    return _decode(item, data, wb)
+
+
+def _read(ref: PhotoRef) -> tuple[bytes | None, str | None]:
+    """The photo's bytes, or None and why they cannot be had."""
+    if ref.problem:
+        return None, ref.problem
+    try:
+        return ref.read(), None
+    except Exception as e:  # noqa: BLE001 - any source failure is this photo's error
+        return None, f"cannot read: {_describe(e)}"
+
+
+def _decode(item: _Prepared, data: bytes, wb: Workbench) -> _Prepared:
     try:
         item.image = decode_image(data, wb.settings.limits)
     except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run

@@ -169,7 +169,7 @@ def evaluate_lfw(
         chosen = slice_pairs(chosen, per_fold)
     if len({p.fold for p in chosen}) < 2:
         raise LfwError(f"{file}: the k-fold protocol needs at least two folds (View 2 pairs.txt)")
-    resolve_images(root, chosen, file)
+    paths = resolve_images(root, chosen, file)  # every image checked before any is embedded
     cache = {} if cache is None else cache
     scored = score_pairs(
         pack,
@@ -195,7 +195,7 @@ def evaluate_lfw(
     if len(set(folds.tolist())) < 2:
         raise LfwError(f"{file}: the k-fold protocol needs at least two folds")
     kfold = kfold_verification(s, y, folds, far=far)
-    used = [cache[p] for p in resolve_images(root, chosen, file)]
+    used = [cache[p] for p in paths]
     return LfwReport(
         pack=pack.name,
         protocol=protocol_name(file)
