@@ -33,13 +33,15 @@ system-deps:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,notebooks,dev]"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,notebooks,cluster,export,dev]"
 	touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/workbench ingest $(SHARED)/data/faces-dev/images
 	$(VENV)/bin/workbench stats
 	$(VENV)/bin/workbench search $(SAMPLE)
+	$(VENV)/bin/workbench cluster
+	$(VENV)/bin/workbench people list
 
 test: setup system-deps
 	$(PY) -m pytest

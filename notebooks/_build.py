@@ -37,7 +37,12 @@ min_score = None  # minimum detector confidence (None: $WORKBENCH_DETECTION__MIN
 
 
 def setup(
-    *, pandas: bool = True, overrides: bool = False, datetime: bool = False, imports: str = ""
+    *,
+    pandas: bool = True,
+    overrides: bool = False,
+    datetime: bool = False,
+    imports: str = "",
+    reports: bool = True,
 ) -> str:
     """The first code cell's imports, only those the notebook uses (ruff checks them)."""
     lines = ["import datetime as dt", ""] if datetime else []
@@ -47,7 +52,7 @@ def setup(
         "import plotly.io as pio",
         "",
         "import workbench",
-        "from workbench import reports",
+        *(["from workbench import reports"] if reports else []),
         *([imports] if imports else []),
         "from workbench.notebooks import overrides, record"
         if overrides
@@ -287,37 +292,90 @@ def cluster() -> list[Cell]:
     return [
         (
             "md",
-            "# 04 · Cluster: a map of the faces\n\n"
-            "Places every face of the pack on a 2-D map of its embedding, coloured by source: "
-            "faces of one person land close together. UMAP (cosine) when umap-learn is "
-            "installed, else PCA; `projection` picks one.\n\n"
-            + how_to_run("04_cluster", "-p projection pca", "-p projection pca"),
+            "# 04 · Cluster: faces into people, and a map of them\n\n"
+            "Groups every face of the pack into people (DBSCAN by default; HDBSCAN, or "
+            "K-Means when you know the number of people). A full run keeps what users "
+            "decided: named, merged, split and hidden people and rejected faces. Then it draws "
+            "the faces on a 2-D map (UMAP when umap-learn is installed, else PCA; cached, so "
+            "drawing again is instant) and lists the people. With `labels` (a labels CSV in "
+            "the dev-set format) it scores the grouping: pairwise and BCubed precision / "
+            "recall / F, NMI.\n\n"
+            + how_to_run(
+                "04_cluster",
+                "-p method hdbscan -p projection pca",
+                "-p method hdbscan -p projection pca",
+            ),
             (),
         ),
         (
             "code",
             COMMON_PARAMETERS
             + """
-projection = "auto"  # auto | umap | pca (auto: UMAP when umap-learn is installed)""",
+method = "dbscan"  # dbscan | hdbscan | kmeans
+link_percent = None  # dbscan: link faces at this calibrated similarity % (None: 99.9)
+min_similarity = None  # dbscan: link at this cosine instead (None: from link_percent)
+n_clusters = None  # kmeans: the number of people
+projection = "auto"  # auto | umap | pca (auto: UMAP when umap-learn is installed)
+color_by = "person"  # person | cluster | source
+labels = None  # a labels CSV (path,identity,...) to score the clustering against""",
             ("parameters",),
         ),
-        ("code", setup(pandas=False) + OPEN, ()),
         (
             "code",
-            "faces, used = reports.face_map(wb, method=projection)\n"
-            'print(f"{len(faces)} faces of pack {wb.pack.name}, projected with {used}")\n'
-            'faces.groupby("source").size().rename("faces").to_frame()',
+            setup(
+                imports="from workbench.evaluation.cluster_labels import face_labels, "
+                "read_labels_csv\nfrom workbench.facemap import face_map",
+                reports=False,
+            )
+            + OPEN,
             (),
         ),
-        ("code", "reports.face_map_figure(faces, used)", ()),
+        (
+            "code",
+            "outcome = wb.cluster(\n"
+            "    method, link_percent=link_percent, min_similarity=min_similarity, "
+            "n_clusters=n_clusters\n"
+            ")\n"
+            "print(outcome.summary())",
+            (),
+        ),
+        (
+            "code",
+            "fmap = face_map(wb, method=projection)\n"
+            "fmap.figure(color_by)",
+            (),
+        ),
+        (
+            "code",
+            "people = pd.DataFrame([p.to_dict() for p in wb.people.list()])\n"
+            "people.head(30)",
+            (),
+        ),
+        (
+            "code",
+            """\
+scores = None
+if labels is not None:
+    truth = face_labels(wb.catalog, wb.pack.name, read_labels_csv(labels))
+    scores = truth.report(outcome.face_ids, outcome.labels)
+pd.Series(scores, dtype=object) if scores else "no labels given"
+""",
+            (),
+        ),
         (
             "code",
             """\
 numbers = {
-    "faces": len(faces),
-    "photos": int(faces.photo_id.nunique()),
-    "sources": int(faces.source.nunique()),
-    "projection": used,
+    "faces": outcome.faces,
+    "photos": int(fmap.table.photo_id.nunique()),
+    "sources": int(fmap.table.source.nunique()),
+    "projection": fmap.projection,
+    "method": outcome.params["method"],
+    "clusters": outcome.clusters,
+    "noise": outcome.noise,
+    "people": outcome.people,
+    "assigned": outcome.assigned,
+    "metrics": scores,
 }
 wb.close()
 record(numbers)""",

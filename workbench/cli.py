@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
+from workbench.cli_export import export_command
 from workbench.cli_notebooks import run_notebook
+from workbench.cli_people import cluster_command, people_group
 from workbench.errors import WorkbenchError
 from workbench.monitoring import configure_logging
 
@@ -460,6 +462,9 @@ def evaluate_celeba_cmd(
 
 
 cli.add_command(run_notebook)
+cli.add_command(export_command)
+cli.add_command(cluster_command)
+cli.add_command(people_group)
 
 
 def main(argv: list[str] | None = None) -> None:

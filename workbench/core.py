@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 from loguru import logger
@@ -18,6 +18,10 @@ from workbench.faces.calibration import Calibration, load_calibration
 from workbench.faces.packs import ModelPack, open_pack
 from workbench.monitoring import ensure_logging, progress_bar
 from workbench.pipeline import Ingest, IngestReport
+
+if TYPE_CHECKING:
+    from workbench.cluster import ClusterParams
+    from workbench.people import ClusterOutcome, People
 from workbench.search import ImageInput, QueryFace, search_sample
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog, Face, Photo
@@ -154,10 +158,13 @@ class Workbench:
         ``retry_errors`` tries photos recorded as errors again (after a fix or
         a raised limit) instead of skipping them. ``embed=False`` only
         registers photos (status ``pending``, no model loaded); `embed` then
-        analyses them.
+        analyses them. Once the pack has people, new faces join them
+        (`cluster` with ``incremental=True``).
         """
         run = Ingest(self, progress=progress, retry_errors=retry_errors, analyze=embed)
-        return run.run([str(p) for p in paths], source)
+        report = run.run([str(p) for p in paths], source)
+        self._assign_new_faces(report)
+        return report
 
     def embed(self, progress: bool = True) -> IngestReport:
         """Detect, align and embed every catalog photo this pack has not analysed yet.
@@ -167,7 +174,14 @@ class Workbench:
         bytes it was registered with. Batched across photos (``batch_size``),
         on CUDA when the device setting allows and onnxruntime has it.
         """
-        return Ingest(self, progress=progress).run_catalog()
+        report = Ingest(self, progress=progress).run_catalog()
+        self._assign_new_faces(report)
+        return report
+
+    def _assign_new_faces(self, report: IngestReport) -> None:
+        """New faces join the pack's people at once, once there are people to join."""
+        if report.faces and self.catalog.has_people(self.pack.name):
+            self.cluster(incremental=True)
 
     def search(
         self,
@@ -178,6 +192,81 @@ class Workbench:
     ) -> list[QueryFace]:
         """Every face in ``image`` with its top-K matches at or above ``threshold`` %."""
         return search_sample(self, image, top_k, threshold, source)
+
+    # ---- people ------------------------------------------------------------
+    @property
+    def people(self) -> People:
+        """The people of this workbench's pack: list, name, merge, split, hide, reject."""
+        from workbench.people import People
+
+        return People(self.catalog, self.pack.name)
+
+    def cluster_params(
+        self, method: str | None = None, *, link_percent: float | None = None, **overrides: Any
+    ) -> ClusterParams:
+        """The pack's clustering defaults, with ``overrides`` (`ClusterParams` fields) applied.
+
+        Faces are linked at ``link_percent`` calibrated similarity (default
+        99.9 %); ``min_similarity`` (a cosine) overrides that directly.
+        """
+        from workbench.cluster import DEFAULT_LINK_PERCENT, ClusterParams
+
+        cal = load_calibration(self.pack.name, self.home)
+        base = ClusterParams.for_calibration(cal, link_percent or DEFAULT_LINK_PERCENT)
+        return base.with_overrides(method=method, **overrides)
+
+    def cluster(
+        self, method: str | None = None, *, incremental: bool = False, **overrides: Any
+    ) -> ClusterOutcome:
+        """Group the pack's faces into people; returns what changed.
+
+        Full (default): clusters every face (``method`` dbscan, hdbscan or
+        kmeans; parameters default to the pack's, see `cluster_params`) and
+        rebuilds the unconfirmed people around the confirmed ones, keeping
+        names, merges, splits, hidden people and rejections.
+        ``incremental=True``: only faces no clustering has seen join people
+        (or form new ones); nothing else moves.
+        """
+        import time
+
+        from workbench.facemap import neighbour_graph
+        from workbench.people import assign_new, recluster
+
+        params = self.cluster_params(method, **overrides)
+        pack = self.pack.name
+        started = time.perf_counter()
+        if incremental:
+            outcome = assign_new(self, pack, params)
+        else:
+            run_id = self.catalog.start_run(pack, [], kind="cluster")
+            vectors = self.catalog.face_vectors(pack)
+            graph = (
+                neighbour_graph(self.home, pack, vectors[0], vectors[2], params.n_neighbors)
+                if params.method != "kmeans" and len(vectors[0])
+                else None
+            )
+            outcome = recluster(
+                self.catalog, pack, params, graph=graph, vectors=vectors, run_id=run_id
+            )
+            outcome.seconds = time.perf_counter() - started
+            self.catalog.finish_run(run_id, outcome.to_dict())
+        outcome.seconds = time.perf_counter() - started
+        logger.info(outcome.summary())
+        return outcome
+
+    def export(
+        self,
+        what: str,
+        out: str | Path,
+        fmt: str | None = None,
+        *,
+        source: str | None = None,
+        person: int | None = None,
+    ) -> Any:
+        """Stream faces, photos or people to CSV / JSON / XLSX (`workbench.export.export`)."""
+        from workbench.export import export
+
+        return export(self, what, fmt, out, source=source, person=person)  # type: ignore[arg-type]
 
     def register_pack(self) -> None:
         pack = self.pack.load()

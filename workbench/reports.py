@@ -11,20 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from workbench._optional import available, require
+from workbench._optional import require
 from workbench.errors import ConfigurationError
 from workbench.store.catalog import Face, Photo, Run
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
 
-Projection = Literal["auto", "umap", "pca"]
 
 LAST_REPORT = "last_report.json"
 """The report notebook's bookmark in ``<home>/reports/``: when it last ran."""
@@ -88,14 +87,18 @@ def faces_per_photo(wb: Workbench, pack: str | None = None) -> pd.DataFrame:
 
 
 def runs(wb: Workbench, limit: int = 50) -> pd.DataFrame:
-    """The newest ``limit`` runs, oldest first, with their counts and photos_per_second.
+    """The newest ``limit`` processing runs (ingest, embed; not clustering), oldest first.
 
     Columns: run, kind, pack, status, started_at, finished_at, photos, faces,
     no_faces, errors, skipped, seconds, photos_per_second (NaN while a run
     has no duration).
     """
     with wb.catalog.session() as s:
-        rows = list(s.scalars(select(Run).order_by(Run.id.desc()).limit(limit)))
+        rows = list(
+            s.scalars(
+                select(Run).where(Run.kind != "cluster").order_by(Run.id.desc()).limit(limit)
+            )
+        )
     records = []
     for r in reversed(rows):
         counts = r.counts or {}
@@ -242,79 +245,6 @@ def write_last_report(
     return path
 
 
-# ---- embedding map ------------------------------------------------------------
-def face_embeddings(wb: Workbench, pack: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Every face of a pack: a table (face_id, photo_id, uri, source) and its vectors."""
-    pack = pack or wb.pack.name
-    ids, photo_ids, vectors = [], [], []
-    for rows in wb.catalog.iter_faces(pack):
-        for f in rows:
-            ids.append(f.id)
-            photo_ids.append(f.photo_id)
-            vectors.append(f.vector())
-    photos = wb.catalog.photos_by_ids(set(photo_ids)) if photo_ids else {}
-    table = pd.DataFrame(
-        {
-            "face_id": ids,
-            "photo_id": photo_ids,
-            "uri": [photos[p].uri for p in photo_ids],
-            "source": [photos[p].source for p in photo_ids],
-        }
-    )
-    matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
-    return table, matrix
-
-
-def project_2d(
-    vectors: np.ndarray, method: Projection = "auto", random_state: int = 0
-) -> tuple[np.ndarray, str]:
-    """2-D coordinates of embeddings, and the method used (``umap`` or ``pca``).
-
-    ``auto`` uses UMAP (cosine) when umap-learn is installed and there are
-    enough faces for a neighbourhood graph, else PCA. UMAP costs ~20 s of
-    numba compilation in a fresh process.
-    """
-    if method not in ("auto", "umap", "pca"):
-        raise ConfigurationError(f"projection {method!r} is not one of auto, umap, pca")
-    n = len(vectors)
-    if method == "umap" or (method == "auto" and available("umap") and n >= 5):
-        if not available("umap"):
-            raise ConfigurationError(
-                "projection 'umap' needs the package umap-learn (pip install umap-learn); "
-                "use projection 'pca' or 'auto' without it"
-            )
-        import umap
-
-        if n < 3:
-            raise ConfigurationError(f"UMAP needs at least 3 faces, got {n}; use pca")
-        reducer = umap.UMAP(
-            n_components=2,
-            metric="cosine",
-            n_neighbors=min(15, n - 1),
-            random_state=random_state,
-            n_jobs=1,  # what a fixed random_state implies anyway (UMAP warns otherwise)
-        )
-        return np.asarray(reducer.fit_transform(vectors), dtype=np.float64), "umap"
-    if n == 0:
-        return np.zeros((0, 2)), "pca"
-    centred = np.asarray(vectors, dtype=np.float64) - vectors.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    coords = centred @ vt[:2].T
-    if coords.shape[1] < 2:  # a single face
-        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-    return coords, "pca"
-
-
-def face_map(
-    wb: Workbench, pack: str | None = None, method: Projection = "auto"
-) -> tuple[pd.DataFrame, str]:
-    """Every face of a pack placed on a 2-D map (columns face_id, photo_id, uri, source, x, y)."""
-    table, vectors = face_embeddings(wb, pack)
-    coords, used = project_2d(vectors, method)
-    table["x"], table["y"] = coords[:, 0], coords[:, 1]
-    return table, used
-
-
 # ---- the vector index ---------------------------------------------------------------
 def index_self_check(wb: Workbench, n: int = 20, pack: str | None = None) -> pd.DataFrame:
     """Search ``n`` stored faces (spread over the catalog) with their own embeddings.
@@ -424,18 +354,6 @@ def nearest_figure(check: pd.DataFrame, threshold: float | None = None) -> Any:
     return fig
 
 
-def face_map_figure(table: pd.DataFrame, projection: str) -> Any:
-    """Scatter of the face map, coloured by source (from `face_map`)."""
-    return _px().scatter(
-        table,
-        x="x",
-        y="y",
-        color="source",
-        hover_data=["face_id", "uri"],
-        title=f"Faces ({projection.upper()} of the embeddings)",
-    )
-
-
 # ---- evaluations ----------------------------------------------------------------
 def evaluation_table(evaluation: dict[str, Any]) -> pd.DataFrame:
     """One row per pack of an ``evaluate lfw`` document: the metrics side by side."""
@@ -515,9 +433,6 @@ __all__ = [
     "counts_figure",
     "device_used",
     "evaluation_table",
-    "face_embeddings",
-    "face_map",
-    "face_map_figure",
     "faces_histogram",
     "index_self_check",
     "faces_per_photo",
@@ -525,7 +440,6 @@ __all__ = [
     "latest_evaluation",
     "nearest_figure",
     "new_faces_since",
-    "project_2d",
     "recent_errors",
     "roc_figure",
     "runs",

@@ -1,4 +1,4 @@
-"""The catalog: photos, faces (with their embeddings), packs and runs, via SQLAlchemy 2.
+"""The catalog: photos, faces (with their embeddings), people, packs and runs (SQLAlchemy 2).
 
 The catalog is the source of truth. Embeddings are kept here so the vector
 index can be rebuilt without re-running models.
@@ -150,6 +150,59 @@ class Face(Base):
         return np.frombuffer(self.embedding, dtype=np.float32)
 
 
+class Person(Base):
+    """A person: faces of one pack grouped by clustering and corrected by users.
+
+    ``confirmed`` means a user acted on it (named, merged, split, hidden):
+    its faces are then kept by every later re-cluster.
+    """
+
+    __tablename__ = "people"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str | None] = mapped_column(String(300))
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class FacePerson(Base):
+    """A face's cluster in the last clustering run and the person it belongs to.
+
+    ``cluster`` is ``-1`` for noise; ``person_id`` is NULL for a face in no
+    person. ``confirmed``: a user put the face there, so clustering never moves it.
+    """
+
+    __tablename__ = "face_people"
+    face_id: Mapped[int] = mapped_column(
+        ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True
+    )
+    pack: Mapped[str] = mapped_column(String(200), index=True)
+    cluster: Mapped[int] = mapped_column(Integer, default=-1)
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), index=True
+    )
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+
+
+class Rejection(Base):
+    """ "Not this person": the face is never assigned to the person again."""
+
+    __tablename__ = "face_rejections"
+    face_id: Mapped[int] = mapped_column(
+        ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
@@ -208,7 +261,7 @@ class Catalog:
             )
 
     @staticmethod
-    def _analysed(pack: str) -> Any:
+    def analysed_clause(pack: str) -> Any:
         """SQL: the photo has a verdict of ``pack`` (catalogs older than the analyses
         table only have the photo's last pack and the faces to tell)."""
         return (
@@ -222,7 +275,7 @@ class Catalog:
     def analysed_by(self, photo: Photo, pack: str) -> bool:
         """Whether ``pack`` has already analysed this photo."""
         with self.session() as s:
-            q = select(Photo.id).where(Photo.id == photo.id, self._analysed(pack))
+            q = select(Photo.id).where(Photo.id == photo.id, self.analysed_clause(pack))
             return s.scalar(q) is not None
 
     def photos_to_embed(self, pack: str) -> list[Photo]:
@@ -231,7 +284,7 @@ class Catalog:
             select(Photo)
             .where(
                 (Photo.status == "pending")
-                | (Photo.status.in_(["done", "no_faces"]) & ~self._analysed(pack))
+                | (Photo.status.in_(["done", "no_faces"]) & ~self.analysed_clause(pack))
             )
             .order_by(Photo.id)
         )
@@ -283,6 +336,40 @@ class Catalog:
             yield rows
             last = rows[-1].id
 
+    def face_vectors(
+        self, pack: str, face_ids: Sequence[int] | None = None, batch: int = 20000
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """Face ids, photo ids and embeddings of a pack (or of the given faces), in id order."""
+        ids: list[int] = []
+        photo_ids: list[int] = []
+        vecs: list[NDArray[np.float32]] = []
+        wanted = None if face_ids is None else sorted(set(int(i) for i in face_ids))
+        last = 0
+        while True:
+            q = select(Face.id, Face.photo_id, Face.embedding).where(Face.pack == pack)
+            if wanted is not None:
+                chunk = [i for i in wanted if i > last][:batch]
+                if not chunk:
+                    break
+                q = q.where(Face.id.in_(chunk))
+            else:
+                q = q.where(Face.id > last)
+            with self.session() as s:
+                rows = s.execute(q.order_by(Face.id).limit(batch)).all()
+            if not rows:
+                break
+            for fid, pid, emb in rows:
+                ids.append(fid)
+                photo_ids.append(pid)
+                vecs.append(np.frombuffer(emb, dtype=np.float32))
+            last = rows[-1][0]
+        dim = vecs[0].shape[0] if vecs else 0
+        return (
+            np.asarray(ids, dtype=np.int64),
+            np.asarray(photo_ids, dtype=np.int64),
+            np.stack(vecs) if vecs else np.zeros((0, dim), np.float32),
+        )
+
     def face_ids(self, pack: str) -> set[int]:
         with self.session() as s:
             return set(s.scalars(select(Face.id).where(Face.pack == pack)))
@@ -293,6 +380,11 @@ class Catalog:
             if pack is not None:
                 q = q.where(Face.pack == pack)
             return int(s.scalar(q) or 0)
+
+    def has_people(self, pack: str) -> bool:
+        """Whether clustering (or a user) has made people for this pack yet."""
+        with self.session() as s:
+            return s.scalar(select(Person.id).where(Person.pack == pack).limit(1)) is not None
 
     # ---- runs --------------------------------------------------------------
     def start_run(self, pack: str, sources: list[str], kind: str = "ingest") -> int:

@@ -1,0 +1,48 @@
+"""The slow tier: all of LFW clustered into people with the `local` pack's defaults.
+
+Ingests the 9,056 images (about 7 minutes on 2 cores), clusters them with
+DBSCAN and HDBSCAN, and checks the issue's bars (BCubed F ≥ 0.90, pairwise
+F ≥ 0.85 for the default method) and the golden numbers in
+``evaluation/golden/lfw_cluster.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _script() -> object:
+    spec = importlib.util.spec_from_file_location(
+        "lfw_cluster", REPO / "evaluation" / "lfw_cluster.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["lfw_cluster"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.mark.timeout(3600)
+def test_lfw_clusters_into_people(lfw_dir: Path, models_dir: Path, tmp_path: Path) -> None:
+    script = _script()
+    golden = json.loads((REPO / "evaluation" / "golden" / "lfw_cluster.json").read_text())
+    result = script.cluster_lfw(tmp_path / "lfw", lfw_dir, models_dir)  # type: ignore[attr-defined]
+    print(json.dumps(result["methods"], indent=2))
+
+    assert result["ingest"]["photos"] == 9056 and result["ingest"]["errors"] == 0
+    dbscan = result["methods"]["dbscan"]
+    assert dbscan["identities"] >= 4800  # nearly every person has a detected face
+    assert dbscan["bcubed_f"] >= 0.90 and dbscan["pairwise_f"] >= 0.85, dbscan
+    for method, expected in golden["methods"].items():
+        got = result["methods"][method]
+        for key in ("pairwise_f", "bcubed_f", "nmi"):
+            assert got[key] == pytest.approx(expected[key], abs=0.01), (method, key)
+        assert got["clusters"] == pytest.approx(expected["clusters"], rel=0.03)
