@@ -311,8 +311,8 @@ def cluster() -> list[Cell]:
             "code",
             COMMON_PARAMETERS
             + """
-method = "dbscan"  # dbscan | hdbscan | kmeans
-link_percent = None  # dbscan: link faces at this calibrated similarity % (None: 99.9)
+method = None  # dbscan | hdbscan | kmeans (None: the pack's, dbscan for local, hdbscan for dlib)
+link_percent = None  # dbscan: link faces at this calibrated similarity % (None: 99.99)
 min_similarity = None  # dbscan: link at this cosine instead (None: from link_percent)
 n_clusters = None  # kmeans: the number of people
 projection = "auto"  # auto | umap | pca (auto: UMAP when umap-learn is installed)
@@ -341,14 +341,12 @@ labels = None  # a labels CSV (path,identity,...) to score the clustering agains
         ),
         (
             "code",
-            "fmap = face_map(wb, method=projection)\n"
-            "fmap.figure(color_by)",
+            "fmap = face_map(wb, method=projection)\nfmap.figure(color_by)",
             (),
         ),
         (
             "code",
-            "people = pd.DataFrame([p.to_dict() for p in wb.people.list()])\n"
-            "people.head(30)",
+            "people = pd.DataFrame([p.to_dict() for p in wb.people.list()])\npeople.head(30)",
             (),
         ),
         (

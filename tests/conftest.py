@@ -85,6 +85,18 @@ def dev_photos(faces_dev_dir: Path) -> list[DevPhoto]:
         ]
 
 
+def evaluation_script(name: str) -> object:
+    """A script of ``evaluation/`` imported as a module (they are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "evaluation" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def local_pack_settings(home: Path, models: Path, **extra: object) -> object:
     from workbench.settings import WorkbenchSettings
 

@@ -32,13 +32,13 @@ def _emit(doc: Any) -> None:
     "--method",
     type=click.Choice(["dbscan", "hdbscan", "kmeans"]),
     default=None,
-    help="Clustering method [default: dbscan].",
+    help="Clustering method [default: the pack's: dbscan for local, hdbscan for dlib].",
 )
 @click.option(
     "--link-percent",
     type=float,
     default=None,
-    help="DBSCAN: link faces at this calibrated similarity %  [default: 99.9].",
+    help="DBSCAN: link faces at this calibrated similarity %  [default: 99.99].",
 )
 @click.option(
     "--min-similarity",
@@ -46,7 +46,12 @@ def _emit(doc: Any) -> None:
     default=None,
     help="DBSCAN: link faces at this cosine similarity (overrides --link-percent).",
 )
-@click.option("--min-samples", type=int, default=None, help="Faces that make a core face [2].")
+@click.option(
+    "--min-samples",
+    type=int,
+    default=None,
+    help="Faces (itself included) that make a core face [dbscan 2, hdbscan 1].",
+)
 @click.option("--min-cluster-size", type=int, default=None, help="HDBSCAN: smallest person [2].")
 @click.option("--n-clusters", type=int, default=None, help="K-Means: the number of people.")
 @click.option(

@@ -207,7 +207,7 @@ class Workbench:
         """The pack's clustering defaults, with ``overrides`` (`ClusterParams` fields) applied.
 
         Faces are linked at ``link_percent`` calibrated similarity (default
-        99.9 %); ``min_similarity`` (a cosine) overrides that directly.
+        99.99 %); ``min_similarity`` (a cosine) overrides that directly.
         """
         from workbench.cluster import DEFAULT_LINK_PERCENT, ClusterParams
 

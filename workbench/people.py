@@ -534,7 +534,7 @@ def assign_new(wb: Workbench, pack: str, params: ClusterParams) -> ClusterOutcom
     ids, photos, X = catalog.face_vectors(pack, new)
     A = normalise(X)
     pack_row = next(p for p in catalog.packs() if p.name == pack)
-    k = max(params.n_neighbors, params.min_samples + 1)
+    k = max(params.n_neighbors, params.samples + 1)
     hits = wb.index.search(pack_row.collection, A, k)
     neighbour_ids = {h.face_id for per in hits for h in per}
     person_of = People(catalog, pack).person_of(sorted(neighbour_ids))
@@ -548,7 +548,7 @@ def assign_new(wb: Workbench, pack: str, params: ClusterParams) -> ClusterOutcom
                 .where(FacePerson.pack == pack, FacePerson.person_id.is_not(None))
             )
         }
-    need = max(params.min_samples - 1, 1)
+    need = max(params.samples - 1, 1)
     choice: dict[int, tuple[int, float]] = {}
     for f, per in zip(ids.tolist(), hits, strict=True):
         votes: dict[int, list[float]] = defaultdict(list)

@@ -95,9 +95,7 @@ def runs(wb: Workbench, limit: int = 50) -> pd.DataFrame:
     """
     with wb.catalog.session() as s:
         rows = list(
-            s.scalars(
-                select(Run).where(Run.kind != "cluster").order_by(Run.id.desc()).limit(limit)
-            )
+            s.scalars(select(Run).where(Run.kind != "cluster").order_by(Run.id.desc()).limit(limit))
         )
     records = []
     for r in reversed(rows):

@@ -8,31 +8,19 @@ F ≥ 0.85 for the default method) and the golden numbers in
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, evaluation_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _script() -> object:
-    spec = importlib.util.spec_from_file_location(
-        "lfw_cluster", REPO / "evaluation" / "lfw_cluster.py"
-    )
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["lfw_cluster"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 @pytest.mark.timeout(3600)
 def test_lfw_clusters_into_people(lfw_dir: Path, models_dir: Path, tmp_path: Path) -> None:
-    script = _script()
+    script = evaluation_script("lfw_cluster")
     golden = json.loads((REPO / "evaluation" / "golden" / "lfw_cluster.json").read_text())
     result = script.cluster_lfw(tmp_path / "lfw", lfw_dir, models_dir)  # type: ignore[attr-defined]
     print(json.dumps(result["methods"], indent=2))

@@ -7,28 +7,16 @@ Each pack detects, aligns and embeds the raw 250×250 images itself (about
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import evaluation_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _golden_module() -> object:
-    spec = importlib.util.spec_from_file_location(
-        "lfw_golden", REPO / "evaluation" / "lfw_golden.py"
-    )
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["lfw_golden"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-GOLDEN_MODULE = _golden_module()
+GOLDEN_MODULE = evaluation_script("lfw_golden")
 GOLDEN = GOLDEN_MODULE.load_golden()  # type: ignore[attr-defined]
 
 

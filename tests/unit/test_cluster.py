@@ -130,13 +130,24 @@ def test_hdbscan_handles_a_disconnected_graph() -> None:
 def test_defaults_come_from_the_calibration() -> None:
     cal = Calibration("p", threshold=0.31, slope=30.0)
     params = ClusterParams.for_calibration(cal)
-    assert params.link_percent == 99.9
-    assert params.min_similarity == pytest.approx(cal.cosine_at(99.9), abs=1e-4)
-    assert cal.percent(params.min_similarity) == pytest.approx(99.9, abs=0.01)
-    stricter = ClusterParams.for_calibration(cal, 99.99)
+    assert params.method == "dbscan" and params.link_percent == 99.99
+    assert params.min_similarity == pytest.approx(cal.cosine_at(99.99), abs=1e-4)
+    assert cal.percent(params.min_similarity) == pytest.approx(99.99, abs=0.001)
+    stricter = ClusterParams.for_calibration(cal, 99.999)
     assert stricter.min_similarity > params.min_similarity
     tuned = params.with_overrides(min_similarity=0.6, min_samples=3)
     assert tuned.min_similarity == 0.6 and tuned.link_percent is None and tuned.min_samples == 3
+
+
+def test_a_pack_calibration_can_name_its_method() -> None:
+    cal = Calibration("dlib", threshold=0.9, slope=180.0, cluster_method="hdbscan")
+    params = ClusterParams.for_calibration(cal)
+    assert params.method == "hdbscan" and params.samples == 1
+    assert params.with_overrides(method="dbscan").samples == 2
+    assert (
+        ClusterParams.for_calibration(Calibration("x", 0.3, 30.0, cluster_method="??")).method
+        == "dbscan"
+    )
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,10 @@ class FaceLabels:
         return cluster_scores(self.identities, pred)
 
     def report(self, face_ids: NDArray[np.int64], labels: NDArray[np.int64]) -> dict[str, Any]:
+        _, counts = np.unique(self.identities, return_counts=True)
         return {
             **self.scores(face_ids, labels).to_dict(),
+            "identities_with_2_or_more": int((counts >= 2).sum()),
             "labelled_photos": self.labelled_photos,
             "photos_without_face": self.photos_without_face,
             "missing_photos": self.missing_photos,

@@ -41,6 +41,9 @@ class Calibration:
     check_accuracy: float | None = None
     check_pairs: int | None = None
     check_excluded_pairs: int | None = None
+    cluster_method: str | None = None
+    """The clustering method that groups this pack's faces best (measured on all of LFW by
+    ``evaluation/lfw_cluster.py``); ``None``: DBSCAN."""
 
     def percent(self, cosine: float | NDArray[np.floating]) -> NDArray[np.float64] | float:
         z = self.slope * (np.asarray(cosine, dtype=np.float64) - self.threshold) + _ANCHOR_LOGIT
@@ -95,7 +98,9 @@ def load_calibration(pack: str, home: Path | None = None) -> Calibration:
 
 def save_calibration(cal: Calibration, path: Path) -> None:
     data = _read(path) if path.is_file() else {}
-    data[cal.pack] = {k: v for k, v in asdict(cal).items() if k != "pack" and v is not None}
+    # Keys a new fit does not set (the pack's clustering method) are kept.
+    fresh = {k: v for k, v in asdict(cal).items() if k != "pack" and v is not None}
+    data[cal.pack] = {**data.get(cal.pack, {}), **fresh}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
