@@ -147,6 +147,15 @@ def test_save_merges_and_roundtrips_new_fields(tmp_path: Path) -> None:
     assert load_calibration("a", tmp_path / "sub") == a
 
 
+def test_a_new_fit_keeps_the_packs_clustering_method(tmp_path: Path) -> None:
+    path = tmp_path / CALIBRATION_FILE
+    save_calibration(Calibration("d", 0.9, 180.0, cluster_method="hdbscan"), path)
+    save_calibration(Calibration("d", 0.91, 170.0, accuracy=0.99), path)  # a re-calibration
+    again = load_calibration("d", tmp_path)
+    assert (again.threshold, again.cluster_method) == (0.91, "hdbscan")
+    assert load_calibration("dlib").cluster_method == "hdbscan"  # the shipped default
+
+
 def test_load_ignores_unknown_and_accepts_old_entries(tmp_path: Path) -> None:
     (tmp_path / CALIBRATION_FILE).write_text(
         json.dumps(
