@@ -46,7 +46,7 @@ seconds of the process (all threads) and the peak RSS during each step
   ``--umap-limit`` (default 900 s) stops a step that hangs (umap-learn's
   spectral initialisation can run for many minutes on nearly disconnected
   graphs; see the README) and the run goes on; ``--umap-init pca`` is a
-  what-if that patches ``umap.UMAP``'s ``init`` (the package passes none);
+  what-if that forces ``umap.UMAP``'s ``init`` (whatever `facemap` passes);
 * ``umap (cached)``: the same call again: the map comes from the cache;
 * ``recluster (cached)``: graph from the cache + DBSCAN (what a second
   ``workbench cluster`` with other parameters pays);
@@ -399,7 +399,7 @@ def time_limit(seconds: float) -> Iterator[_Limit]:
 
 @contextlib.contextmanager
 def patched_umap_init(init: str | None) -> Iterator[None]:
-    """What-if: make ``umap.UMAP`` default to ``init`` (the package passes none)."""
+    """What-if: force ``umap.UMAP``'s ``init`` to ``init``, whatever `facemap` passes."""
     if not init:
         yield
         return
@@ -409,7 +409,7 @@ def patched_umap_init(init: str | None) -> Iterator[None]:
 
     class UMAPWithInit(original):  # type: ignore[misc, valid-type]
         def __init__(self, *a: Any, **kw: Any) -> None:
-            kw.setdefault("init", init)
+            kw["init"] = init
             super().__init__(*a, **kw)
 
     umap.UMAP = UMAPWithInit
@@ -798,8 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--umap-init",
-        help="what-if: patch umap.UMAP's init (pca, random, tswspectral, spectral);"
-        " default: what workbench.facemap passes (umap's default, spectral)",
+        help="what-if: force umap.UMAP's init (pca, random, tswspectral, spectral);"
+        " default: what workbench.facemap passes",
     )
     ap.add_argument("--no-jit-probe", action="store_true", help="skip the fresh-process UMAP probe")
     ap.add_argument("--baseline-rows", type=int, default=10_000)

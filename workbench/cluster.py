@@ -342,14 +342,7 @@ class FaceHDBSCAN(FaceClusterer):
         if len(A) < 2:
             return np.full(len(A), NOISE, np.int64)
         g = graph if graph is not None else knn_graph(A, self.n_neighbors)
-        rows = np.repeat(np.arange(g.n), g.k)
-        cols = g.indices.reshape(-1)
-        # Distances of exactly 0 would vanish from a sparse matrix: keep them positive.
-        d = np.maximum(g.distances.reshape(-1), 1e-6).astype(np.float64)
-        keep = (cols >= 0) & (rows != cols)
-        D = sparse.csr_matrix((d[keep], (rows[keep], cols[keep])), shape=(g.n, g.n))
-        D = D.minimum(D.T) + (D != D.T).multiply(D + D.T)  # symmetric, missing side filled
-        D = D.tocsr()
+        D = distance_graph(g)
         # scikit-learn's sparse HDBSCAN needs one connected graph. Parts of the kNN graph
         # that share no edge are infinitely far apart, so each is its own tree: run them
         # one by one (the same condensed trees as one run joined at infinity).
@@ -376,6 +369,18 @@ class FaceHDBSCAN(FaceClusterer):
             labels[members[found]] = sub[found] + next_label
             next_label += int(sub.max()) + 1 if found.any() else 0
         return labels
+
+
+def distance_graph(g: KnnGraph) -> sparse.csr_matrix:
+    """The graph's cosine distances as a symmetric sparse matrix (an edge found from either end)."""
+    rows = np.repeat(np.arange(g.n), g.k)
+    cols = g.indices.reshape(-1)
+    # Distances of exactly 0 would vanish from a sparse matrix: keep them positive.
+    d = np.maximum(g.distances.reshape(-1), 1e-6).astype(np.float64)
+    keep = (cols >= 0) & (rows != cols)
+    D = sparse.csr_matrix((d[keep], (rows[keep], cols[keep])), shape=(g.n, g.n))
+    # Both ends usually found the edge, with values a few ULP apart: keep one of them.
+    return D.maximum(D.T).tocsr()
 
 
 class FaceKMeans(FaceClusterer):

@@ -11,7 +11,9 @@ from workbench.cluster import (
     FaceDBSCAN,
     FaceHDBSCAN,
     FaceKMeans,
+    KnnGraph,
     canonical_labels,
+    distance_graph,
     enforce_cannot_link,
     knn_graph,
     normalise,
@@ -119,6 +121,18 @@ def test_cannot_link_keeps_the_face_nearest_the_centre() -> None:
 def test_canonical_labels_orders_by_size_and_drops_singletons() -> None:
     out = canonical_labels(np.array([5, 5, 9, 9, 9, 7, NOISE]))
     assert out.tolist() == [1, 1, 0, 0, 0, NOISE, NOISE]
+
+
+def test_distance_graph_is_symmetric_and_exact() -> None:
+    X, _ = identities(n_people=30)
+    g = knn_graph(X, 6)
+    # faiss may return an edge's similarity from its two ends a few ULP apart.
+    noisy = KnnGraph(g.indices, g.similarities + np.float32(3e-7) * (g.indices % 2))
+    D = distance_graph(noisy)
+    assert abs(D - D.T).max() == 0
+    rows, cols = D.nonzero()
+    true = 1.0 - np.einsum("ij,ij->i", X[rows], X[cols])
+    np.testing.assert_allclose(np.asarray(D[rows, cols]).ravel(), np.maximum(true, 1e-6), atol=1e-5)
 
 
 def test_hdbscan_handles_a_disconnected_graph() -> None:
