@@ -351,13 +351,11 @@ labels = None  # a labels CSV (path,identity,...) to score the clustering agains
         ),
         (
             "code",
-            """\
-scores = None
-if labels is not None:
-    truth = face_labels(wb.catalog, wb.pack.name, read_labels_csv(labels))
-    scores = truth.report(outcome.face_ids, outcome.labels)
-pd.Series(scores, dtype=object) if scores else "no labels given"
-""",
+            "scores = None\n"
+            "if labels is not None:\n"
+            "    truth = face_labels(wb.catalog, wb.pack.name, read_labels_csv(labels))\n"
+            "    scores = truth.report(outcome.face_ids, outcome.labels)\n"
+            'pd.Series(scores, dtype=object) if scores else "no labels given"',
             (),
         ),
         (
