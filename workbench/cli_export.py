@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -56,15 +54,12 @@ def export_command(
     an ingest or a notebook. The global --pack, when given, keeps that pack's
     faces and people and the photos it analysed.
     """
+    from workbench.cli import _emit, _settings
     from workbench.export import export
-    from workbench.settings import WorkbenchSettings
     from workbench.store.catalog import Catalog
 
     obj: dict[str, Any] = ctx.find_object(dict) or {}
-    values: dict[str, Any] = {}
-    if obj.get("home") is not None:
-        values["home"] = Path(obj["home"])
-    settings = WorkbenchSettings(**values)
+    settings = _settings(ctx)
     db = settings.home / "catalog.sqlite"
     if settings.storage.catalog_url is None and not db.is_file():
         raise WorkbenchError(
@@ -77,6 +72,6 @@ def export_command(
     finally:
         catalog.close()
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        _emit(result.to_dict())
     else:
         click.echo(f"exported {result.rows} {result.what} to {out}")

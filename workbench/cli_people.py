@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-
-from workbench.errors import WorkbenchError
 
 
 def _open(ctx: click.Context) -> Any:
@@ -18,13 +14,10 @@ def _open(ctx: click.Context) -> Any:
     return open_workbench(ctx)
 
 
-def _fail(e: WorkbenchError) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(2)
-
-
 def _emit(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    from workbench.cli import _emit as emit
+
+    emit(doc)
 
 
 @click.command("cluster")
@@ -93,28 +86,22 @@ def cluster_command(
 
     if incremental and (labels_csv or lfw_dir):
         raise click.UsageError("--labels / --lfw-dir score a full clustering; drop --new")
-    try:
-        with _open(ctx) as wb:
-            outcome = wb.cluster(
-                method,
-                incremental=incremental,
-                link_percent=link_percent,
-                min_similarity=min_similarity,
-                min_samples=min_samples,
-                min_cluster_size=min_cluster_size,
-                n_clusters=n_clusters,
-            )
-            for labels, pick in ((labels_csv, "largest"), (lfw_dir, "centre")):
-                if labels is None:
-                    continue
-                table = (
-                    read_labels_csv(Path(labels)) if pick == "largest" else read_lfw_labels(labels)
-                )
-                truth = face_labels(wb.catalog, wb.pack.name, table, pick)  # type: ignore[arg-type]
-                outcome.metrics = truth.report(outcome.face_ids, outcome.labels)
-    except WorkbenchError as e:
-        _fail(e)
-        return
+    with _open(ctx) as wb:
+        outcome = wb.cluster(
+            method,
+            incremental=incremental,
+            link_percent=link_percent,
+            min_similarity=min_similarity,
+            min_samples=min_samples,
+            min_cluster_size=min_cluster_size,
+            n_clusters=n_clusters,
+        )
+        for labels, pick in ((labels_csv, "largest"), (lfw_dir, "centre")):
+            if labels is None:
+                continue
+            table = read_labels_csv(Path(labels)) if pick == "largest" else read_lfw_labels(labels)
+            truth = face_labels(wb.catalog, wb.pack.name, table, pick)  # type: ignore[arg-type]
+            outcome.metrics = truth.report(outcome.face_ids, outcome.labels)
     if as_json:
         _emit(outcome.to_dict())
     else:
@@ -127,12 +114,8 @@ def people_group() -> None:
 
 
 def _people_action(ctx: click.Context, action: Any, as_json: bool) -> None:
-    try:
-        with _open(ctx) as wb:
-            result = action(wb.people)
-    except WorkbenchError as e:
-        _fail(e)
-        return
+    with _open(ctx) as wb:
+        result = action(wb.people)
     items = result if isinstance(result, list) else [result]
     if as_json:
         _emit([r.to_dict() if hasattr(r, "to_dict") else r for r in items])

@@ -235,6 +235,7 @@ class Workbench:
         params = self.cluster_params(method, **overrides)
         pack = self.pack.name
         started = time.perf_counter()
+        run_id = None
         if incremental:
             outcome = assign_new(self, pack, params)
         else:
@@ -248,9 +249,9 @@ class Workbench:
             outcome = recluster(
                 self.catalog, pack, params, graph=graph, vectors=vectors, run_id=run_id
             )
-            outcome.seconds = time.perf_counter() - started
-            self.catalog.finish_run(run_id, outcome.to_dict())
         outcome.seconds = time.perf_counter() - started
+        if run_id is not None:
+            self.catalog.finish_run(run_id, outcome.to_dict())
         logger.info(outcome.summary())
         return outcome
 

@@ -116,6 +116,18 @@ class People:
     # ---- queries -----------------------------------------------------------
     def list(self, include_hidden: bool = False) -> list[PersonInfo]:
         """People with at least one face, largest first."""
+        return self._infos(None if include_hidden else False)
+
+    def get(self, person_id: int) -> PersonInfo:
+        found = self._infos(None, person_id)
+        if not found:
+            raise WorkbenchError(
+                f"no person {person_id} with faces for pack {self.pack!r}; `workbench people"
+                " list` shows the people"
+            )
+        return found[0]
+
+    def _infos(self, hidden: bool | None, person_id: int | None = None) -> list[PersonInfo]:
         q = (
             select(
                 Person.id,
@@ -131,19 +143,12 @@ class People:
             .group_by(Person.id)
             .order_by(func.count(FacePerson.face_id).desc(), Person.id)
         )
-        if not include_hidden:
-            q = q.where(Person.hidden.is_(False))
+        if hidden is not None:
+            q = q.where(Person.hidden.is_(hidden))
+        if person_id is not None:
+            q = q.where(Person.id == person_id)
         with self.catalog.session() as s:
             return [PersonInfo(*row) for row in s.execute(q)]
-
-    def get(self, person_id: int) -> PersonInfo:
-        for p in self.list(include_hidden=True):
-            if p.id == person_id:
-                return p
-        raise WorkbenchError(
-            f"no person {person_id} with faces for pack {self.pack!r}; `workbench people list`"
-            " shows the people"
-        )
 
     def faces(self, person_id: int) -> list[int]:
         """Face ids of a person, in id order."""
