@@ -48,15 +48,18 @@ def setup(
     lines = ["import datetime as dt", ""] if datetime else []
     if pandas:
         lines.append("import pandas as pd")
+    ours = [
+        *(["from workbench import reports"] if reports else []),
+        *(imports.splitlines() if imports else []),
+        "from workbench.notebooks import overrides, record"
+        if overrides
+        else "from workbench.notebooks import record",
+    ]
     lines += [
         "import plotly.io as pio",
         "",
         "import workbench",
-        *(["from workbench import reports"] if reports else []),
-        *([imports] if imports else []),
-        "from workbench.notebooks import overrides, record"
-        if overrides
-        else "from workbench.notebooks import record",
+        *sorted(ours, key=lambda line: line.split(" import ")[0]),
         "",
         'pio.renderers.default = "plotly_mimetype+notebook"',
         "",
@@ -95,10 +98,14 @@ def ingest() -> list[Cell]:
         (
             "md",
             "# 01 · Ingest: register photos\n\n"
-            "Registers the photos of `paths` (files, folders, zip archives) in the workbench "
-            "catalog. Each photo is read, hashed and decoded; an unreadable or hostile file is "
+            "Registers the photos of `paths` (files, folders, zip archives, Yandex.Disk links "
+            "and folders, VK albums) in the workbench catalog. Each photo is read, hashed and "
+            "decoded; an unreadable or hostile file is "
             "recorded as `error` with the reason and the run goes on; a photo already in the "
-            "catalog is skipped. Registered photos wait as `pending` for `02_embed`; with "
+            "catalog is skipped (a remote one is not even downloaded again). Remote sources "
+            "need tokens in `WORKBENCH_VK_TOKEN` / `WORKBENCH_YADISK_TOKEN` (a private "
+            "Yandex.Disk, any VK album); run by hand, a missing one is asked for. Registered "
+            "photos wait as `pending` for `02_embed`; with "
             "`embed=True` their faces are detected and embedded at once (what "
             "`workbench ingest` does).\n\n"
             + how_to_run(
@@ -114,8 +121,9 @@ def ingest() -> list[Cell]:
             + "\n"
             + MODEL_PARAMETERS
             + """
-paths = None  # files, folders and zip archives to register: a list, or one path
-source = None  # source label stored with the photos (None: local, or zip for archives)
+paths = None  # what to register: a list, or one (files, folders, zip archives,
+# yadisk:<public link>, yadisk:/disk/<path>, vk:album/<owner>_<album>, vk:user/<id>, vk:group/<id>)
+source = None  # source label stored with the photos (None: local, zip, or the remote spec)
 embed = False  # also detect and embed the faces now (else run 02_embed next)
 retry_errors = False  # try photos recorded as errors again instead of skipping them
 progress = False  # show a progress bar (when run by hand)""",
@@ -123,7 +131,7 @@ progress = False  # show a progress bar (when run by hand)""",
         ),
         (
             "code",
-            setup(overrides=True)
+            setup(overrides=True, imports="from workbench.sources.tokens import ask_missing_tokens")
             + """
 if not paths:
     raise workbench.WorkbenchError(
@@ -133,7 +141,11 @@ if not paths:
 if isinstance(paths, str):
     paths = [paths]
 """
-            + OPEN_WITH_MODELS,
+            + OPEN_WITH_MODELS
+            + """
+# Tokens come from WORKBENCH_VK_TOKEN / WORKBENCH_YADISK_TOKEN; run by hand, a
+# missing one is asked for (hidden). They are never printed or stored.
+ask_missing_tokens(paths, wb.settings)""",
             (),
         ),
         (

@@ -18,6 +18,7 @@ from workbench.cli_notebooks import run_notebook
 from workbench.cli_people import cluster_command, people_group
 from workbench.errors import WorkbenchError
 from workbench.monitoring import configure_logging
+from workbench.sources.tokens import ask_missing_tokens
 
 
 def _settings(ctx: click.Context) -> Any:
@@ -99,8 +100,18 @@ def ingest(
     retry_errors: bool,
     register_only: bool,
 ) -> None:
-    """Detect, embed and store every face in PATHS (files, folders, zip archives)."""
+    """Detect, embed and store every face in PATHS.
+
+    PATHS are files, folders and zip archives, Yandex.Disk links
+    (yadisk:https://disk.yandex.ru/d/KEY, or yadisk:/disk/Photos with
+    WORKBENCH_YADISK_TOKEN) and VK albums (vk:album/OWNER_ALBUM, vk:user/ID,
+    vk:group/ID, with WORKBENCH_VK_TOKEN). A token not set is asked for when
+    run in a terminal. Re-running a source downloads only photos not yet in
+    the catalog.
+    """
     with _open(ctx) as wb:
+        if sys.stdin.isatty():
+            ask_missing_tokens(paths, wb.settings)
         report = wb.ingest(
             paths,
             source=source,

@@ -28,6 +28,8 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         sys.stderr,
         level=level.upper(),
         serialize=json,
+        # Tracebacks without local variables: a variable may hold an access token.
+        diagnose=False,
         format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
     )
     _configured = True

@@ -91,6 +91,31 @@ class SearchSettings(BaseModel):
     )
 
 
+class RemoteSettings(BaseModel):
+    """Downloads from Yandex.Disk and VK: how many at a time, how failures are retried."""
+
+    downloads: int = Field(4, ge=1, le=32, description="photos downloaded at a time")
+    retries: int = Field(
+        5, ge=0, le=20, description="retries of a request that failed with 429, 5xx or a time-out"
+    )
+    backoff: float = Field(
+        1.0,
+        ge=0.0,
+        description="first retry delay, seconds; doubles per retry (with jitter), at most 60 s,"
+        " or what the server's Retry-After asks",
+    )
+    timeout: float = Field(30.0, gt=0, description="connect and read time-out per request, seconds")
+    vk_api_version: str = Field("5.199", description="VK API version requested")
+    vk_page_size: int = Field(1000, ge=1, le=1000, description="photos per photos.get call")
+    vk_requests_per_second: float = Field(
+        3.0, gt=0, le=20, description="VK allows a user token 3 API calls per second"
+    )
+    yadisk_page_size: int = Field(200, ge=1, le=1000, description="folder items per listing call")
+    # The services' API roots; tests point them at a local server speaking the same protocol.
+    vk_api_url: str = "https://api.vk.ru"
+    yadisk_api_url: str = "https://cloud-api.yandex.net"
+
+
 class WorkbenchSettings(BaseSettings):
     """All settings of one workbench.
 
@@ -118,7 +143,14 @@ class WorkbenchSettings(BaseSettings):
     allow_download: bool = Field(
         True, description="let insightface download missing packs (needs internet)"
     )
+    vk_token: SecretStr | None = Field(
+        None, description="VK user access token with the photos scope (WORKBENCH_VK_TOKEN)"
+    )
+    yadisk_token: SecretStr | None = Field(
+        None, description="Yandex.Disk OAuth token for a private disk (WORKBENCH_YADISK_TOKEN)"
+    )
     detection: DetectionSettings = DetectionSettings()
+    remote: RemoteSettings = RemoteSettings()
     limits: LimitSettings = LimitSettings()
     local: LocalPackSettings = LocalPackSettings()
     storage: StorageSettings = StorageSettings()

@@ -1,4 +1,4 @@
-"""Photo sources: local files, folders and zip archives (remote ones register here too).
+"""Photo sources: local files, folders and zip archives, Yandex.Disk, VK albums.
 
 A spec with a registered scheme (``yadisk:...``, ``vk:...``) goes to that
 source; anything else is a local path.
@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.errors import SourceError
+from workbench.errors import SourceError, WorkbenchError
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
 from workbench.sources.base import PhotoRef, Source, SourceFactory
 from workbench.sources.local import LocalSource, local_source
+from workbench.sources.vk import vk_source
+from workbench.sources.yadisk import yadisk_source
 
 SOURCES: Registry[SourceFactory] = Registry("source")
 SOURCES.register("local", local_source)
+SOURCES.register("yadisk", yadisk_source)
+SOURCES.register("vk", vk_source)
 
 
 def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None) -> Source:
@@ -46,11 +50,18 @@ def reopen_photo(
         if src is None:
             src = opened[source] = LocalSource(uri, source, settings.limits)
         return src.reopen(origin, uri, meta)
-    if origin in SOURCES:
-        src = SOURCES.get(origin)(uri, source, settings)
-        reopen = getattr(src, "reopen", None)
-        if reopen is not None:
-            return reopen(origin, uri, meta)  # type: ignore[no-any-return]
+    if origin in ("yadisk", "vk"):
+        # Remote photos are read again from what their metadata recorded: a
+        # public link or the disk (for Yandex.Disk), the largest size's URL (VK).
+        spec = (meta.get("public_key") or "disk:/") if origin == "yadisk" else "album/0_0"
+        key = f"{origin}\0{source}\0{spec}"
+        try:
+            src = opened.get(key)
+            if src is None:
+                src = opened[key] = SOURCES.get(origin)(spec, source, settings)
+            return src.reopen(origin, uri, meta)  # type: ignore[attr-defined,no-any-return]
+        except WorkbenchError as e:
+            return PhotoRef(source, origin, uri, read=_unreadable, problem=str(e))
     return PhotoRef(
         source,
         origin,

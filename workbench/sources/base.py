@@ -15,7 +15,9 @@ class PhotoRef:
 
     ``problem`` is set when the source already knows the photo is unusable
     (an unsafe archive member, say): the pipeline records it as an error
-    without reading it.
+    without reading it. ``metadata`` is stored with the photo: where it came
+    from (for remote photos: service, album, original URL, owner, date, the
+    largest size's URL).
     """
 
     source: str
@@ -25,6 +27,14 @@ class PhotoRef:
     size: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     problem: str | None = None
+    sha256: str | None = None
+    """The hash the service published for these bytes (checked after download, and
+    used to skip a photo the catalog has without downloading it)."""
+    stable_uri: bool = False
+    """The uri names these exact bytes for good (a VK photo id): a photo the catalog
+    has under it is not downloaded again."""
+    remote: bool = False
+    """Read over the network: a few are read at a time."""
 
 
 class Source(Protocol):

@@ -251,6 +251,22 @@ class Catalog:
         with self.session() as s:
             return s.scalar(select(Photo).where(Photo.sha256 == sha))
 
+    def known_photo(self, origin: str, uri: str | None, sha: str | None) -> Photo | None:
+        """The photo a remote source's listing names, found before downloading it:
+        by the hash the service published, else by a uri that names fixed bytes
+        (a row whose read failed comes last: it has no bytes yet)."""
+        with self.session() as s:
+            if sha is not None:
+                return s.scalar(select(Photo).where(Photo.sha256 == sha))
+            if uri is None:
+                return None
+            return s.scalar(
+                select(Photo)
+                .where(Photo.origin == origin, Photo.uri == uri)
+                .order_by(Photo.sha256.is_(None), Photo.id)
+                .limit(1)
+            )
+
     def error_photo(self, source: str, uri: str) -> Photo | None:
         """The error row of this source's uri, if its last attempt failed."""
         with self.session() as s:
