@@ -488,3 +488,24 @@ def test_download_not_matching_the_published_hash_is_an_error_retried_next_run(
         assert row.status == "done" and row.n_faces >= 1
     finally:
         wb.close()
+
+
+def test_private_group_album_needs_a_members_token(
+    tmp_path: Path, models_dir: Path, lfw_dir: Path, vk: FakeVK
+) -> None:
+    """VK hides a private album from outsiders; a member's token ingests it."""
+    images = _lfw_images(lfw_dir, 6)
+    vk.add_album(-31, 1, "Open", images[:3])
+    vk.add_album(-31, 2, "Members", images[3:], private=True, members={VK_TOKEN})
+    outsider = _wb(tmp_path / "out", models_dir, vk=vk, vk_token=VK_OUTSIDER)
+    member = _wb(tmp_path / "in", models_dir, vk=vk, vk_token=VK_TOKEN)
+    try:
+        seen = outsider.ingest(["vk:group/31"], progress=False)
+        assert (seen.photos, seen.errors) == (3, 0)
+        assert {r.meta["album"] for r in _remote_rows(outsider, "vk")} == {"Open"}
+        joined = member.ingest(["vk:group/31", "vk:album/-31_2"], progress=False)
+        assert (joined.photos, joined.errors) == (6, 0) and joined.skipped == 3
+        assert {r.meta["album"] for r in _remote_rows(member, "vk")} == {"Open", "Members"}
+    finally:
+        outsider.close()
+        member.close()
