@@ -33,7 +33,11 @@ system-deps:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,notebooks,cluster,export,dev]"
+	# The CPU torch wheel first (any other torch request pulls CUDA), then
+	# facenet-pytorch without its pins of old torch and numpy.
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -62,6 +62,21 @@ class LocalPackSettings(BaseModel):
     )
 
 
+class FacenetSettings(BaseModel):
+    """The `facenet` pack: facenet-pytorch's MTCNN + InceptionResnetV1."""
+
+    weights: Path | None = Field(
+        None,
+        description="InceptionResnetV1 state dict file; default: facenet-pytorch's cache"
+        " $TORCH_HOME/checkpoints/<the file of `pretrained`>",
+    )
+    pretrained: Literal["vggface2", "casia-webface"] = Field(
+        "vggface2",
+        description="which released weights (the weights file holds them); casia-webface"
+        " names the pack facenet-casia-webface",
+    )
+
+
 class StorageSettings(BaseModel):
     """Where the catalog and the vectors live."""
 
@@ -153,6 +168,7 @@ class WorkbenchSettings(BaseSettings):
     remote: RemoteSettings = RemoteSettings()
     limits: LimitSettings = LimitSettings()
     local: LocalPackSettings = LocalPackSettings()
+    facenet: FacenetSettings = FacenetSettings()
     storage: StorageSettings = StorageSettings()
     search: SearchSettings = SearchSettings()
 

@@ -32,3 +32,10 @@ def _dlib(settings: WorkbenchSettings) -> ModelPack:
     from workbench.faces.dlib_pack import DlibPack
 
     return DlibPack(settings.detection)
+
+
+@PACKS.register("facenet")
+def _facenet(settings: WorkbenchSettings) -> ModelPack:
+    from workbench.faces.facenet_pack import FacenetPack
+
+    return FacenetPack.from_settings(settings)
