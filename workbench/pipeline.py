@@ -111,16 +111,24 @@ def _prepare(job: _Job, wb: Workbench, retry_errors: bool, pack: str | None) -> 
         return item
     existing = wb.catalog.photo_by_sha(item.sha)
     if existing is not None:
-        # A photo another pack analysed is analysed again for this pack; one
-        # that cannot be decoded stays an error for every pack, unless retried.
-        # A register-only run has nothing to add to a photo it already has.
-        undecodable = existing.status == "error" and existing.width is None
-        done = pack is None or wb.catalog.analysed_by(existing, pack)
-        if (done or undecodable) and not (retry_errors and existing.status == "error"):
+        if _already_done(existing, wb, retry_errors, pack):
             item.done_before = True
             return item
         item.existing_id = existing.id
     return _decode(item, data, wb)
+
+
+def _already_done(photo: Photo, wb: Workbench, retry_errors: bool, pack: str | None) -> bool:
+    """Whether this run has nothing to add to a photo the catalog has (same bytes).
+
+    A photo another pack analysed is analysed again for this pack; one that
+    cannot be decoded stays an error for every pack, unless retried. A
+    register-only run has nothing to add to a photo it already has.
+    """
+    if retry_errors and photo.status == "error":
+        return False
+    undecodable = photo.status == "error" and photo.width is None
+    return undecodable or pack is None or wb.catalog.analysed_by(photo, pack)
 
 
 def _known_before_reading(
@@ -133,9 +141,7 @@ def _known_before_reading(
     known = wb.catalog.known_photo(ref.origin, ref.uri, ref.sha256)
     if known is None or known.sha256 is None:  # never read: download it (again)
         return False
-    if known.status == "error":
-        return not retry_errors
-    return pack is None or wb.catalog.analysed_by(known, pack)
+    return _already_done(known, wb, retry_errors, pack)
 
 
 def _prepare_registered(ref: PhotoRef, row: Photo, wb: Workbench) -> _Prepared:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.errors import SourceError, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
-from workbench.sources.base import PhotoRef, Source, SourceFactory
+from workbench.sources.base import PhotoRef, Source, SourceFactory, not_read
 from workbench.sources.local import LocalSource, local_source
 from workbench.sources.vk import vk_source
 from workbench.sources.yadisk import yadisk_source
@@ -61,18 +61,14 @@ def reopen_photo(
                 src = opened[key] = SOURCES.get(origin)(spec, source, settings)
             return src.reopen(origin, uri, meta)  # type: ignore[attr-defined,no-any-return]
         except WorkbenchError as e:
-            return PhotoRef(source, origin, uri, read=_unreadable, problem=str(e))
+            return PhotoRef(source, origin, uri, read=not_read, problem=str(e))
     return PhotoRef(
         source,
         origin,
         uri,
-        read=_unreadable,
+        read=not_read,
         problem=f"photos from {origin!r} sources cannot be read again here",
     )
-
-
-def _unreadable() -> bytes:
-    raise SourceError("this photo cannot be read again")
 
 
 __all__ = ["SOURCES", "LocalSource", "PhotoRef", "Source", "open_source", "reopen_photo"]

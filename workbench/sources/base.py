@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from workbench.errors import SourceError
 from workbench.settings import WorkbenchSettings
 
 
@@ -35,6 +36,12 @@ class PhotoRef:
     has under it is not downloaded again."""
     remote: bool = False
     """Read over the network: a few are read at a time."""
+
+
+def not_read() -> bytes:
+    """The reader of a reference that has a ``problem``: the pipeline records the
+    problem instead of calling it."""
+    raise SourceError("this photo has a problem and is not read")
 
 
 class Source(Protocol):

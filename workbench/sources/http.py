@@ -61,12 +61,15 @@ def with_retries(
     what: str,
     policy: RetryPolicy,
     classify: Callable[[Exception], TransientError | None] = lambda e: None,
+    explain: Callable[[Exception], str] | None = None,
 ) -> T:
     """Run ``call``; retry it while it fails transiently, at most ``policy.retries`` times.
 
     ``classify`` turns a library's own exceptions into `TransientError` (or
-    None: not transient, re-raised as is). The last transient failure becomes
-    a `SourceError` naming ``what``.
+    None: not transient). The last transient failure becomes a `SourceError`
+    naming ``what``. A failure that is not transient is re-raised as is, or,
+    given ``explain``, becomes a `SourceError` "``what``: <explain(e)>" (a
+    `SourceError` is always re-raised as is).
     """
     attempt = 0
     while True:
@@ -75,7 +78,9 @@ def with_retries(
         except Exception as e:  # noqa: BLE001 - classified just below
             transient = e if isinstance(e, TransientError) else classify(e)
             if transient is None:
-                raise
+                if explain is None or isinstance(e, SourceError):
+                    raise
+                raise SourceError(redact(f"{what}: {explain(e)}")) from None
             attempt += 1
             if attempt > policy.retries:
                 raise SourceError(

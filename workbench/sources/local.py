@@ -14,7 +14,7 @@ from typing import Any
 
 from workbench.errors import SourceError
 from workbench.settings import LimitSettings, WorkbenchSettings
-from workbench.sources.base import PhotoRef
+from workbench.sources.base import PhotoRef, not_read
 
 IMAGE_SUFFIXES = frozenset(
     {
@@ -160,7 +160,7 @@ class LocalSource:
         return self._file(Path(meta.get("path") or uri))
 
     def _gone(self, origin: str, uri: str, problem: str) -> PhotoRef:
-        return PhotoRef(self.name, origin, uri, read=_never, problem=problem)
+        return PhotoRef(self.name, origin, uri, read=not_read, problem=problem)
 
     def close(self) -> None:
         """Close the archives kept open for reading (reads reopen them)."""
@@ -193,7 +193,7 @@ class LocalSource:
                 self.name,
                 "local",
                 where,
-                read=_never,
+                read=not_read,
                 metadata={"path": where},
                 problem=f"cannot list folder: {e.strerror or e}",
             )
@@ -235,7 +235,7 @@ class LocalSource:
                 self.name,
                 "zip",
                 _text(archive),
-                read=_never,
+                read=not_read,
                 metadata={"archive": _text(archive)},
                 problem=problem,
             )
@@ -348,10 +348,6 @@ def _overlapping(infos: list[zipfile.ZipInfo]) -> tuple[str, str] | None:
         if b.header_offset < a.header_offset + _LOCAL_HEADER_SIZE + a.compress_size:
             return a.filename, b.filename
     return None
-
-
-def _never() -> bytes:
-    raise SourceError("this reference has a problem and is not read")
 
 
 def local_source(spec: str, name: str | None, settings: WorkbenchSettings) -> LocalSource:

@@ -26,9 +26,9 @@ from typing import Any
 
 from workbench._optional import require
 from workbench.errors import SourceError
-from workbench.redaction import redact, register_secret
+from workbench.redaction import register_secret
 from workbench.settings import WorkbenchSettings
-from workbench.sources.base import PhotoRef
+from workbench.sources.base import PhotoRef, not_read
 from workbench.sources.http import (
     TRANSIENT_STATUS,
     Downloader,
@@ -106,23 +106,17 @@ class VkSource:
         return self._api
 
     def _call(self, method: str, what: str, **params: Any) -> Any:
-        try:
-            return with_retries(
-                lambda: self.api.method(method, params), what, self.policy, _classify
-            )
-        except SourceError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every vk_api failure gets words
-            raise SourceError(redact(f"{what}: {_explain(e)}")) from None
+        """One API call: transient failures retried, the others explained."""
+        return with_retries(
+            lambda: self.api.method(method, params), what, self.policy, _classify, _explain
+        )
 
     # ---- listing ----------------------------------------------------------------------
     def refs(self) -> Iterator[PhotoRef]:
         kind, owner_id, album_id = self.target
         albums = [self._album(owner_id, album_id)] if kind == "album" else self._albums(owner_id)
-        found: list[PhotoRef] = []
         for album in albums:
-            found.extend(self._photos(album))
-        yield from found
+            yield from self._photos(album)
 
     def _album(self, owner_id: int, album_id: str) -> _Album:
         """One album, with its title when VK lists it (system albums have fixed names)."""
@@ -199,7 +193,7 @@ class VkSource:
         meta = {k: v for k, v in meta.items() if v is not None}
         if size is None or not size.get("url"):
             return PhotoRef(
-                self.name, ORIGIN, uri, read=_never, metadata=meta, problem="VK gave no image URL"
+                self.name, ORIGIN, uri, read=not_read, metadata=meta, problem="VK gave no image URL"
             )
         return self._reader(uri, meta)
 
@@ -217,10 +211,6 @@ class VkSource:
 
     def reopen(self, origin: str, uri: str, meta: dict[str, Any]) -> PhotoRef:
         return self._reader(uri, meta)
-
-
-def _never() -> bytes:
-    raise SourceError("this VK photo has no image URL")
 
 
 def _parse(spec: str) -> tuple[str, int, str]:

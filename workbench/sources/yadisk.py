@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from workbench._optional import require
 from workbench.errors import SourceError
-from workbench.redaction import redact, register_secret
+from workbench.redaction import register_secret
 from workbench.settings import WorkbenchSettings
 from workbench.sources.base import PhotoRef
 from workbench.sources.http import Downloader, RetryPolicy, TransientError, with_retries
@@ -97,12 +97,7 @@ class YandexDiskSource:
 
     def _api(self, call: Callable[[], T], what: str) -> T:
         """One API call: transient failures retried, the others explained."""
-        try:
-            return with_retries(call, what, self.policy, _classify)
-        except SourceError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every yadisk failure gets words
-            raise SourceError(redact(f"{what}: {_explain(e, self.public)}")) from None
+        return with_retries(call, what, self.policy, _classify, lambda e: _explain(e, self.public))
 
     # ---- listing -----------------------------------------------------------------
     def refs(self) -> Iterator[PhotoRef]:

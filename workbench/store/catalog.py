@@ -255,11 +255,11 @@ class Catalog:
         """The photo a remote source's listing names, found before downloading it:
         by the hash the service published, else by a uri that names fixed bytes
         (a row whose read failed comes last: it has no bytes yet)."""
+        if sha is not None:
+            return self.photo_by_sha(sha)
+        if uri is None:
+            return None
         with self.session() as s:
-            if sha is not None:
-                return s.scalar(select(Photo).where(Photo.sha256 == sha))
-            if uri is None:
-                return None
             return s.scalar(
                 select(Photo)
                 .where(Photo.origin == origin, Photo.uri == uri)
