@@ -282,7 +282,12 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     for i in range(0, args.n, args.insert_batch):
         j = min(args.n, i + args.insert_batch)
         index.upsert(
-            collection, face_ids[i:j].tolist(), photo_ids[i:j].tolist(), sources[i:j], vectors[i:j]
+            collection,
+            face_ids[i:j].tolist(),
+            photo_ids[i:j].tolist(),
+            sources[i:j],
+            vectors[i:j],
+            pack.name if full and pack else "bench",
         )
     out["insert_s"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -27,8 +27,9 @@ def _settings(ctx: click.Context) -> Any:
     values: dict[str, Any] = {}
     if ctx.obj["home"] is not None:
         values["home"] = Path(ctx.obj["home"])
-    if ctx.obj["pack"] is not None:
-        values["pack"] = ctx.obj["pack"]
+    for key in ("pack", "detector", "embedder"):
+        if ctx.obj[key] is not None:
+            values[key] = ctx.obj[key]
     return WorkbenchSettings(**values)
 
 
@@ -60,16 +61,37 @@ def _show(result: Any, as_json: bool) -> None:
 @click.option(
     "--pack",
     default=None,
-    help="Model pack name or model directory [default: $WORKBENCH_PACK, else local].",
+    help="Model pack name, model directory, or DETECTOR+EMBEDDER "
+    "[default: $WORKBENCH_PACK, else local].",
+)
+@click.option(
+    "--detector",
+    default=None,
+    help="Replace the pack's detector: scrfd, yunet, mtcnn, dlib-hog or an ONNX file "
+    "[default: $WORKBENCH_DETECTOR].",
+)
+@click.option(
+    "--embedder",
+    default=None,
+    help="Replace the pack's embedder: facenet, dlib, a recognizer of the local models dir "
+    "by file name (e.g. mobilefacenet) or an ONNX file [default: $WORKBENCH_EMBEDDER].",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, pack: str | None, verbose: int, quiet: bool) -> None:
+def cli(
+    ctx: click.Context,
+    home: str | None,
+    pack: str | None,
+    detector: str | None,
+    embedder: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
     """Find, group and search faces in photo collections."""
     level = "WARNING" if quiet else ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
     configure_logging(level)
-    ctx.obj = {"home": home, "pack": pack}
+    ctx.obj = {"home": home, "pack": pack, "detector": detector, "embedder": embedder}
 
 
 @cli.command()
@@ -256,12 +278,18 @@ def delete(ctx: click.Context, photos: tuple[str, ...]) -> None:
 
 @cli.command()
 def packs() -> None:
-    """List the registered model packs."""
+    """List the registered model packs, detectors and embedders (any detector + any embedder
+    makes a pack: --pack mtcnn+mobilefacenet, or --detector / --embedder)."""
     from workbench.faces import builtin  # noqa: F401
-    from workbench.faces.packs import PACKS
+    from workbench.faces.packs import DETECTORS, EMBEDDERS, PACKS
 
     for name in PACKS.names():
         click.echo(name)
+    click.echo(f"detectors: {', '.join(DETECTORS.names())}, or a detector ONNX file")
+    click.echo(
+        f"embedders: {', '.join(EMBEDDERS.names())}, a recognizer of the local models dir "
+        "by file name, or a recognizer ONNX file"
+    )
 
 
 @cli.command()
@@ -286,6 +314,13 @@ def packs() -> None:
 )
 @click.option("--no-check", is_flag=True, help="Skip the check on held-out pairs.")
 @click.option(
+    "--metric",
+    type=click.Choice(["cosine", "l2"]),
+    default=None,
+    help="Metric the threshold is fitted for [default: the one the pack's faces are indexed "
+    "with, else the embedder's own].",
+)
+@click.option(
     "--write",
     type=click.Choice(["home", "package", "none"]),
     default="home",
@@ -302,6 +337,7 @@ def calibrate(
     pairs: str,
     check: str,
     no_check: bool,
+    metric: str | None,
     write: str,
     as_json: bool,
     no_progress: bool,
@@ -317,6 +353,7 @@ def calibrate(
             None if no_check else check,
             limits=wb.settings.limits,
             progress=not no_progress,
+            metric=metric or wb.metric,  # type: ignore[arg-type]
         )
         result = write_calibration(result, write, wb.home)
     _show(result, as_json)
@@ -325,6 +362,8 @@ def calibrate(
 @cli.group()
 def evaluate() -> None:
     """Measure packs on LFW (k-fold View 2) or a CelebA-format folder."""
+
+
 
 
 @evaluate.command("lfw")

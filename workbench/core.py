@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.faces.calibration import Calibration, load_calibration
-from workbench.faces.packs import ModelPack, open_pack
+from workbench.faces.packs import ComposedPack, ModelPack, open_pack
 from workbench.monitoring import ensure_logging, progress_bar
 from workbench.pipeline import Ingest, IngestReport
 
@@ -118,12 +118,20 @@ class Workbench:
             self._index = VectorIndex(self.settings.milvus_uri, self.settings.storage)
         return self._index
 
+    @property
+    def metric(self) -> Metric:
+        """The distance the pack's faces are compared by: their collection's, once it exists,
+        else the settings' (``storage.metric``), else the embedder's own."""
+        if self.index.has(self.collection):
+            return self.index.index_spec(self.collection).metric
+        return self.settings.storage.metric or self.pack.metric
+
     @cached_property
     def calibration(self) -> Calibration:
-        cal = load_calibration(self.pack.name, self.home)
+        cal = self._load_calibration()
         if not cal.calibrated:
             logger.warning(
-                "pack {} has no calibration; similarity % uses a generic cosine threshold of {}. "
+                "pack {} has no calibration; similarity % uses a generic threshold of {}. "
                 "Run `workbench calibrate --lfw DIR` to measure its own.",
                 self.pack.name,
                 cal.threshold,
@@ -211,7 +219,7 @@ class Workbench:
         """
         from workbench.cluster import DEFAULT_LINK_PERCENT, ClusterParams
 
-        cal = load_calibration(self.pack.name, self.home)
+        cal = self._load_calibration()
         base = ClusterParams.for_calibration(cal, link_percent or DEFAULT_LINK_PERCENT)
         return base.with_overrides(method=method, **overrides)
 
@@ -272,38 +280,51 @@ class Workbench:
     def register_pack(self) -> None:
         pack = self.pack.load()
         self.catalog.register_pack(pack.name, pack.embedding_dim, pack.collection_name)
-        self.index.ensure_collection(pack.collection_name, pack.embedding_dim)
+        self.index.ensure_collection(
+            self.collection, pack.embedding_dim, metric=self.settings.storage.metric or pack.metric
+        )
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection of the pack in use: where the catalog says its faces went
+        (homes made before collections were per embedder keep theirs), else its own."""
+        for row in self.catalog.packs():
+            if row.name == self.pack.name:
+                return str(row.collection)
+        return self.pack.collection_name
 
     def sync_index(self, pack_name: str | None = None) -> int:
-        """Bring the pack's collection in line with the catalog; return vectors written.
+        """Bring the pack's vectors in line with the catalog; return vectors written.
 
         First pushes faces not yet marked indexed (an interrupted write);
         then, if counts still differ, compares ids both ways.
         """
         pack_row = self._pack_row(pack_name or self.pack.name)
+        name, collection = pack_row.name, pack_row.collection
         written = 0
-        while rows := self.catalog.unindexed_faces(pack_row.name):
-            self._upsert(pack_row.collection, rows)
+        while rows := self.catalog.unindexed_faces(name):
+            self._upsert(collection, name, rows)
             written += len(rows)
-        if self.index.count(pack_row.collection) != self.catalog.count_faces(pack_row.name):
-            in_catalog = self.catalog.face_ids(pack_row.name)
-            in_index = self.index.ids(pack_row.collection)
+        if self.index.count(collection, name) != self.catalog.count_faces(name):
+            in_catalog = self.catalog.face_ids(name)
+            in_index = self.index.ids(collection, name)
             stale = sorted(in_index - in_catalog)
             missing = sorted(in_catalog - in_index)
             if stale:
-                self.index.delete(pack_row.collection, stale)
+                self.index.delete(collection, stale)
             for i in range(0, len(missing), 5000):
                 rows = list(self.catalog.faces_by_ids(missing[i : i + 5000]).values())
-                self._upsert(pack_row.collection, rows)
+                self._upsert(collection, name, rows)
                 written += len(rows)
             logger.info(
-                "index {}: removed {} stale, restored {} missing vectors",
-                pack_row.collection,
+                "index {} ({}): removed {} stale, restored {} missing vectors",
+                collection,
+                name,
                 len(stale),
                 len(missing),
             )
         if written:
-            self.index.flush(pack_row.collection)
+            self.index.flush(collection)
         return written
 
     def reindex(
@@ -322,20 +343,26 @@ class Workbench:
         _check_choice("index type", index_type, get_args(IndexType))
         _check_choice("metric", metric, get_args(Metric))
         pack_row = self._pack_row(pack_name or self.pack.name)
-        self.index.drop(pack_row.collection)
+        collection = pack_row.collection
+        # Packs sharing the embedder share the collection: rebuild all of them.
+        sharing = [p.name for p in self.catalog.packs() if p.collection == collection]
+        if metric is None and self.index.has(collection):
+            metric = self.index.index_spec(collection).metric  # kept unless asked
+        self.index.drop(collection)
         self.index.ensure_collection(
-            pack_row.collection, pack_row.embedding_dim, index_type=index_type, metric=metric
+            collection, pack_row.embedding_dim, index_type=index_type, metric=metric
         )
-        total = self.catalog.count_faces(pack_row.name)
+        total = sum(self.catalog.count_faces(name) for name in sharing)
         written = 0
         with progress_bar(
-            total=total, desc=f"reindex {pack_row.name}", unit="face", enabled=progress
+            total=total, desc=f"reindex {collection}", unit="face", enabled=progress
         ) as bar:
-            for rows in self.catalog.iter_faces(pack_row.name):
-                self._upsert(pack_row.collection, rows)
-                written += len(rows)
-                bar.update(len(rows))
-        self.index.flush(pack_row.collection)
+            for name in sharing:
+                for rows in self.catalog.iter_faces(name):
+                    self._upsert(collection, name, rows)
+                    written += len(rows)
+                    bar.update(len(rows))
+        self.index.flush(collection)
         return written
 
     def index_spec(self, pack_name: str | None = None) -> IndexSpec:
@@ -379,7 +406,7 @@ class Workbench:
                 p.name,
                 p.collection,
                 self.catalog.count_faces(p.name),
-                self.index.count(p.collection),
+                self.index.count(p.collection, p.name),
             )
             for p in self.catalog.packs()
         ]
@@ -391,6 +418,11 @@ class Workbench:
         )
 
     # ---- helpers -----------------------------------------------------------
+    def _load_calibration(self) -> Calibration:
+        pack = self.pack
+        embedder = pack.parts[1] if isinstance(pack, ComposedPack) else None
+        return load_calibration(pack.name, self.home, self.metric, embedder)
+
     def _pack_row(self, name: str) -> Any:
         for p in self.catalog.packs():
             if p.name == name:
@@ -405,12 +437,13 @@ class Workbench:
         photo_ids: Sequence[int],
         sources: Sequence[str],
         vectors: NDArray[np.float32],
+        pack: str,
     ) -> None:
         """Upsert catalog faces' vectors, then flag them indexed (the order crash safety needs)."""
-        self.index.upsert(collection, face_ids, photo_ids, sources, vectors)
+        self.index.upsert(collection, face_ids, photo_ids, sources, vectors, pack)
         self.catalog.mark_indexed(face_ids)
 
-    def _upsert(self, collection: str, rows: list[Face]) -> None:
+    def _upsert(self, collection: str, pack: str, rows: list[Face]) -> None:
         photos = self.catalog.photos_by_ids({f.photo_id for f in rows})
         self.write_vectors(
             collection,
@@ -418,6 +451,7 @@ class Workbench:
             [f.photo_id for f in rows],
             [photos[f.photo_id].source for f in rows],
             np.stack([f.vector() for f in rows]),
+            pack,
         )
 
 

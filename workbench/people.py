@@ -540,7 +540,7 @@ def assign_new(wb: Workbench, pack: str, params: ClusterParams) -> ClusterOutcom
     A = normalise(X)
     pack_row = next(p for p in catalog.packs() if p.name == pack)
     k = max(params.n_neighbors, params.samples + 1)
-    hits = wb.index.search(pack_row.collection, A, k)
+    hits = wb.index.search(pack_row.collection, A, k, pack=pack)
     neighbour_ids = {h.face_id for per in hits for h in per}
     person_of = People(catalog, pack).person_of(sorted(neighbour_ids))
     rejected = People(catalog, pack).rejections()

@@ -250,7 +250,7 @@ class Ingest:
             status = "done"
         finally:
             if self.report.faces:
-                wb.index.flush(wb.pack.collection_name)
+                wb.index.flush(wb.collection)
             self.report.seconds = time.perf_counter() - t0
             counts: dict[str, Any] = dict(self.report.counts())
             if self.report.pending:
@@ -428,7 +428,7 @@ class Ingest:
             return
         ids, photo_ids, sources, vectors = zip(*rows, strict=True)
         self.wb.write_vectors(
-            self.wb.pack.collection_name, ids, photo_ids, sources, np.stack(vectors)
+            self.wb.collection, ids, photo_ids, sources, np.stack(vectors), self.wb.pack.name
         )
 
 

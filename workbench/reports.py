@@ -263,7 +263,7 @@ def index_self_check(wb: Workbench, n: int = 20, pack: str | None = None) -> pd.
     picked = [ids[int(i)] for i in np.unique(np.linspace(0, len(ids) - 1, min(n, len(ids))))]
     faces = wb.catalog.faces_by_ids(picked)
     queries = np.stack([faces[i].vector() for i in picked]).astype(np.float32)
-    hits = wb.index.search(rows[pack].collection, queries, top_k=2)
+    hits = wb.index.search(rows[pack].collection, queries, top_k=2, pack=pack)
     records = []
     for face_id, per in zip(picked, hits, strict=True):
         top = per[0] if per else None

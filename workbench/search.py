@@ -99,7 +99,7 @@ def search_sample(
         return []
     cal = wb.calibration
     queries = np.stack([f.embedding for f in faces]).astype(np.float32)
-    hits = wb.index.search(pack.collection_name, queries, top_k, source=source)
+    hits = wb.index.search(wb.collection, queries, top_k, source=source, pack=pack.name)
     face_rows = wb.catalog.faces_by_ids([h.face_id for per in hits for h in per])
     photos = wb.catalog.photos_by_ids({f.photo_id for f in face_rows.values()})
     out: list[QueryFace] = []

@@ -87,7 +87,11 @@ class StorageSettings(BaseModel):
         None, description="Milvus URI (http://host:19530) or Lite file; default: vectors.db in home"
     )
     milvus_token: SecretStr | None = Field(None, description="Milvus server token, if any")
-    metric: Metric = "cosine"
+    metric: Metric | None = Field(
+        None,
+        description="distance of new collections; default: the embedder's own (cosine for"
+        " ArcFace-style models, l2 for FaceNet and dlib)",
+    )
     index_type: IndexType = Field(
         "HNSW",
         description="Milvus index. HNSW by default; on Milvus Lite each query still costs"
@@ -143,7 +147,19 @@ class WorkbenchSettings(BaseSettings):
     )
 
     home: Path = Field(Path("workbench-data"), description="directory of the catalog and vectors")
-    pack: str = Field("local", description="model pack name, or a directory of ONNX models")
+    pack: str = Field(
+        "local",
+        description="model pack name, a directory of ONNX models, or <detector>+<embedder>",
+    )
+    detector: str | None = Field(
+        None,
+        description="replace the pack's detector: scrfd, yunet, mtcnn, dlib-hog or an ONNX path",
+    )
+    embedder: str | None = Field(
+        None,
+        description="replace the pack's embedder: facenet, dlib, a recognizer of the local"
+        " models dir by file name (mobilefacenet) or an ONNX path",
+    )
     device: Device = "auto"
     threads: int | None = Field(
         None,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from workbench.errors import MissingDependencyError, ModelNotFoundError
-from workbench.faces.dlib_pack import DlibPack, find_model_files
-from workbench.faces.packs import open_pack
+from workbench.faces.dlib_pack import DlibEmbedder, DlibHogDetector, dlib_pack, find_model_files
+from workbench.faces.packs import ComposedPack, open_pack
 from workbench.imaging import decode_image
 from workbench.settings import DetectionSettings, WorkbenchSettings
 
@@ -23,8 +23,8 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def pack() -> DlibPack:
-    return DlibPack(DetectionSettings()).load()
+def pack() -> ComposedPack:
+    return dlib_pack(DetectionSettings()).load()
 
 
 def test_loads_from_the_registry_without_network(
@@ -36,7 +36,10 @@ def test_loads_from_the_registry_without_network(
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     opened = open_pack("dlib", WorkbenchSettings(home=tmp_path, pack="dlib"))
-    assert isinstance(opened, DlibPack)
+    assert isinstance(opened, ComposedPack)
+    assert isinstance(opened.detector, DlibHogDetector)
+    assert isinstance(opened.embedder, DlibEmbedder)
+    assert opened.metric == "l2"  # dlib's ResNet was trained for Euclidean distance
     opened.load()
     assert opened.name == "dlib"
     assert opened.embedding_dim == 128
@@ -44,7 +47,7 @@ def test_loads_from_the_registry_without_network(
 
 
 def test_identity_photo_gives_unit_embedding_and_arcface_landmarks(
-    pack: DlibPack, dev_photos: list
+    pack: ComposedPack, dev_photos: list
 ) -> None:
     photo = next(p for p in dev_photos if p.category == "identity")
     faces = pack.analyze(_rgb(photo.path))
@@ -66,14 +69,14 @@ def test_identity_photo_gives_unit_embedding_and_arcface_landmarks(
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
 
 
-def test_no_face_photos_give_no_faces(pack: DlibPack, dev_photos: list) -> None:
+def test_no_face_photos_give_no_faces(pack: ComposedPack, dev_photos: list) -> None:
     photos = [p for p in dev_photos if p.category == "no_face"]
     assert len(photos) == 4
     found = {p.path.name: len(pack.detect(_rgb(p.path))) for p in photos}
     assert all(n == 0 for n in found.values()), found
 
 
-def test_group_photos_find_all_but_at_most_one_face(pack: DlibPack, dev_photos: list) -> None:
+def test_group_photos_find_all_but_at_most_one_face(pack: ComposedPack, dev_photos: list) -> None:
     photos = [p for p in dev_photos if p.category == "group"]
     assert photos
     short = {}
@@ -84,7 +87,7 @@ def test_group_photos_find_all_but_at_most_one_face(pack: DlibPack, dev_photos: 
     assert not short, f"found / labelled faces: {short}"
 
 
-def test_same_person_is_closer_than_a_stranger(pack: DlibPack, dev_photos: list) -> None:
+def test_same_person_is_closer_than_a_stranger(pack: ComposedPack, dev_photos: list) -> None:
     by_identity: dict[str, list] = {}
     for p in dev_photos:
         if p.category == "identity":

@@ -19,12 +19,11 @@ from workbench.errors import ModelNotFoundError
 from workbench.faces.facenet_pack import (
     WEIGHT_FILES,
     FacenetEmbedder,
-    FacenetPack,
     MtcnnDetector,
     torch_home,
     weights_url,
 )
-from workbench.faces.packs import open_pack
+from workbench.faces.packs import ComposedPack, open_pack
 from workbench.imaging import decode_image
 from workbench.settings import DetectionSettings, WorkbenchSettings
 
@@ -129,7 +128,10 @@ def test_state_dict_from_settings_loads_offline_and_embeds_unit_vectors(
     _no_network(monkeypatch)
     settings = WorkbenchSettings(home=tmp_path / "wb", pack="facenet", facenet={"weights": weights})
     pack = open_pack("facenet", settings)
-    assert isinstance(pack, FacenetPack)
+    assert isinstance(pack, ComposedPack)
+    assert isinstance(pack.detector, MtcnnDetector)
+    assert isinstance(pack.embedder, FacenetEmbedder)
+    assert pack.metric == "l2"  # FaceNet was trained with a triplet loss on L2 distance
     pack.load()
     assert pack.name == "facenet" and pack.embedding_dim == 512
     assert pack.collection_name == "faces_facenet_512d"

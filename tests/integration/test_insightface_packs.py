@@ -132,7 +132,8 @@ def test_insightface_pack_from_local_root(
         assert np.isfinite(face.embedding).all()
         assert abs(float(np.linalg.norm(face.embedding)) - 1.0) < 1e-4
         assert face.detection.landmarks.shape == (5, 2)
-    assert pack.collection_name == f"faces_{name}_512d"
+    # one collection per embedder: buffalo_l's recognizer is w600k_r50
+    assert pack.collection_name == f"faces_{Path(rec_file).stem}_512d"
 
 
 def test_insightface_pack_is_deterministic(

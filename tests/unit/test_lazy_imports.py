@@ -192,12 +192,12 @@ def test_open_onnx_pack_without_insightface(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The `local` pack's runtime is the insightface extra."""
-    from workbench.faces.onnx_pack import LocalOnnxPack, OnnxFiles
+    from workbench.faces.onnx_pack import OnnxFiles, OnnxPack
     from workbench.settings import DetectionSettings
 
     monkeypatch.setitem(sys.modules, "insightface", None)
     files = OnnxFiles(tmp_path / "det.onnx", tmp_path / "rec.onnx")
-    pack = LocalOnnxPack("local:test", files, DetectionSettings())
+    pack = OnnxPack("local:test", files, DetectionSettings())
     with pytest.raises(MissingDependencyError) as info:
         pack.load()
     assert "pip install 'face-workbench[insightface]'" in str(info.value)

@@ -493,7 +493,7 @@ def evaluate_celeba(
     source: ThresholdSource
     if threshold is None:
         cal = load_calibration(pack.name, home=home)
-        thr, source, calibrated = cal.threshold, "calibration", cal.calibrated
+        thr, source, calibrated = cal.cosine_threshold, "calibration", cal.calibrated
         if not cal.calibrated:
             log.warning(
                 "pack %s has no calibration; measuring at the generic threshold %s",

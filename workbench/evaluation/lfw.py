@@ -43,7 +43,7 @@ from workbench.faces.packs import ModelPack
 from workbench.faces.types import AnalyzedFace, DetectedFace
 from workbench.imaging import decode_image
 from workbench.monitoring import progress_bar
-from workbench.settings import LimitSettings
+from workbench.settings import LimitSettings, Metric
 
 LFW_VIEW1_TRAIN = "pairsDevTrain.txt"
 LFW_VIEW1_TEST = "pairsDevTest.txt"
@@ -476,6 +476,7 @@ class LfwCalibration:
         cal = self.calibration
         return {
             "pack": cal.pack,
+            "metric": cal.metric,
             "threshold": cal.threshold,
             "slope": cal.slope,
             "protocol": cal.protocol,
@@ -491,7 +492,8 @@ class LfwCalibration:
     def summary(self) -> str:
         cal, t = self.calibration, self.train
         lines = [
-            f"pack {cal.pack}: threshold {cal.threshold:.4f} (cosine read as 85 %), "
+            f"pack {cal.pack}: threshold {cal.threshold:.4f} "
+            f"({'cosine' if cal.metric == 'cosine' else 'L2 distance'} read as 85 %), "
             f"slope {cal.slope:.2f}",
             f"  fitted on {cal.protocol}: accuracy {cal.accuracy:.2%} on {cal.pairs} pairs, "
             f"{t.excluded_pairs} excluded (no face in {len(t.no_face_images)} images)",
@@ -519,8 +521,10 @@ def calibrate_on_lfw(
     *,
     limits: LimitSettings | None = None,
     progress: bool = True,
+    metric: Metric = "cosine",
 ) -> LfwCalibration:
-    """Fit ``pack``'s calibration on the ``pairs`` file, and check its threshold on ``check``.
+    """Fit ``pack``'s calibration for ``metric`` on the ``pairs`` file, and check its
+    threshold on ``check``.
 
     Pairs touching an image without a detected face are left out of the fit
     and of both accuracies; their counts are part of the result.
@@ -549,7 +553,7 @@ def calibrate_on_lfw(
             "too few to calibrate"
         )
     cal = replace(
-        fit_calibration(pack.name, scores, labels),
+        fit_calibration(pack.name, scores, labels, metric),
         protocol=protocol_name(train_file),
         excluded_pairs=train.excluded_pairs,
     )
@@ -567,7 +571,7 @@ def calibrate_on_lfw(
         cal = replace(
             cal,
             check_protocol=protocol_name(check_file),
-            check_accuracy=checked.accuracy(cal.threshold),
+            check_accuracy=checked.accuracy(cal.cosine_threshold),
             check_pairs=int(checked.kept.sum()),
             check_excluded_pairs=checked.excluded_pairs,
         )

@@ -30,9 +30,9 @@ from workbench._optional import require
 from workbench.errors import ConfigurationError, ModelNotFoundError
 from workbench.faces import torchvision_shim
 from workbench.faces.align import ARCFACE_TEMPLATE, similarity_transform
-from workbench.faces.packs import ModelPack
-from workbench.faces.types import AnalyzedFace, DetectedFace, l2_normalize
-from workbench.settings import DetectionSettings, Device, WorkbenchSettings
+from workbench.faces.packs import ComposedPack
+from workbench.faces.types import DetectedFace, l2_normalize
+from workbench.settings import DetectionSettings, Device, Metric, WorkbenchSettings
 
 Pretrained = Literal["vggface2", "casia-webface"]
 
@@ -236,9 +236,18 @@ class MtcnnDetector:
         """Every face MTCNN finds in an RGB photo, with its probability."""
         return self.detect_many([rgb])[0]
 
-    def detect_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[DetectedFace]]:
-        """`detect` for each photo; photos of equal size share MTCNN calls."""
+    def detect_many(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        detection: DetectionSettings | None = None,
+    ) -> list[list[DetectedFace]]:
+        """Faces of each photo; photos of equal size share MTCNN calls.
+
+        ``detection.min_face_size``, when given, replaces ``min_face_size``.
+        """
         self.load()
+        if detection is not None:
+            self.min_face_size = detection.min_face_size
         self._mtcnn.min_face_size = max(_MTCNN_MIN_FACE, int(self.min_face_size))
         results: list[list[DetectedFace]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -310,6 +319,8 @@ class FacenetEmbedder:
 
     dim = 512
     input_size = 160
+    #: FaceNet was trained with a triplet loss on squared Euclidean distance
+    metric: Metric = "l2"
 
     def __init__(
         self,
@@ -327,7 +338,8 @@ class FacenetEmbedder:
         self.device = device
         self.threads = threads
         self.batch_size = batch_size
-        self.name = f"inception_resnet_v1-{pretrained}"
+        # Names the vector space: the two weight sets' vectors are not comparable.
+        self.name = "facenet" if pretrained == "vggface2" else f"facenet-{pretrained}"
         self.weights_path: Path | None = None
         self._model: Any = None
         self._template = ARCFACE_TEMPLATE * (self.input_size / 112.0)
@@ -467,7 +479,28 @@ def _listed(what: str, keys: list[str], shown: int = 3) -> str:
     return f"{len(keys)} {noun} {what} ({', '.join(keys[:shown])}{more})"
 
 
-class FacenetPack(ModelPack):
+def mtcnn_detector(settings: WorkbenchSettings) -> MtcnnDetector:
+    """The workbench's MTCNN: faces of O-Net probability 0.9 or more (facenet-pytorch's
+    default is 0.7); MTCNN's probabilities crowd near 1 for real faces."""
+    return MtcnnDetector(
+        thresholds=(0.6, 0.7, 0.9),
+        min_face_size=settings.detection.min_face_size,
+        device=settings.device,
+        threads=settings.threads,
+    )
+
+
+def facenet_embedder(settings: WorkbenchSettings) -> FacenetEmbedder:
+    return FacenetEmbedder(
+        settings.facenet.weights,
+        settings.facenet.pretrained,
+        allow_download=settings.allow_download,
+        device=settings.device,
+        threads=settings.threads,
+    )
+
+
+def facenet_pack(settings: WorkbenchSettings) -> ComposedPack:
     """MTCNN + InceptionResnetV1 from facenet-pytorch (512-d).
 
     Named ``facenet`` with the vggface2 weights and ``facenet-casia-webface``
@@ -475,60 +508,12 @@ class FacenetPack(ModelPack):
     get separate collections. A ``weights`` file given in the settings is
     taken to be of the kind ``pretrained`` names.
     """
-
-    embedding_dim = 512
-
-    def __init__(
-        self,
-        detector: MtcnnDetector,
-        embedder: FacenetEmbedder,
-        detection: DetectionSettings,
-    ) -> None:
-        super().__init__(detection)
-        self.detector = detector
-        self.embedder = embedder
-        pretrained = embedder.pretrained
-        self.name = "facenet" if pretrained == "vggface2" else f"facenet-{pretrained}"
-        self.description = f"facenet-pytorch MTCNN + InceptionResnetV1 ({pretrained}), 512-d"
-
-    @classmethod
-    def from_settings(cls, settings: WorkbenchSettings) -> FacenetPack:
-        detector = MtcnnDetector(
-            min_face_size=settings.detection.min_face_size,
-            device=settings.device,
-            threads=settings.threads,
-        )
-        embedder = FacenetEmbedder(
-            settings.facenet.weights,
-            settings.facenet.pretrained,
-            allow_download=settings.allow_download,
-            device=settings.device,
-            threads=settings.threads,
-        )
-        return cls(detector, embedder, settings.detection)
-
-    def _load(self) -> None:
-        self.detector.load()
-        self.embedder.load()
-
-    @property
-    def device_used(self) -> str:
-        return self.embedder.device_used
-
-    def _detect(self, rgb: NDArray[np.uint8]) -> list[DetectedFace]:
-        self.detector.min_face_size = self.detection.min_face_size
-        return self.detector.detect(rgb)
-
-    def _embed(self, rgb: NDArray[np.uint8], faces: Sequence[DetectedFace]) -> NDArray[np.float32]:
-        return self.embedder.embed(rgb, faces)
-
-    def analyze(self, rgb: NDArray[np.uint8]) -> list[AnalyzedFace]:
-        return self.analyze_many([rgb])[0]
-
-    def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
-        """Detect photos of one size together, then embed all their faces in shared batches."""
-        self.load()
-        self.detector.min_face_size = self.detection.min_face_size
-        per_photo = [self._keep(faces) for faces in self.detector.detect_many(images)]
-        vectors = iter(self.embedder.embed_many(images, per_photo))
-        return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
+    embedder = facenet_embedder(settings)
+    pretrained = embedder.pretrained
+    return ComposedPack(
+        mtcnn_detector(settings),
+        embedder,
+        settings.detection,
+        name=embedder.name,
+        description=f"facenet-pytorch MTCNN + InceptionResnetV1 ({pretrained}), 512-d",
+    )

@@ -16,9 +16,9 @@ from numpy.typing import NDArray
 from workbench._optional import require
 from workbench.errors import ConfigurationError, ModelNotFoundError
 from workbench.faces.align import align_face
-from workbench.faces.packs import ModelPack
+from workbench.faces.packs import ComposedPack
 from workbench.faces.types import AnalyzedFace, DetectedFace, l2_normalize
-from workbench.settings import DetectionSettings, Device, WorkbenchSettings
+from workbench.settings import DetectionSettings, Device, Metric, WorkbenchSettings
 
 OnnxRole = Literal["scrfd", "yunet", "recognizer", "other"]
 
@@ -219,8 +219,205 @@ def find_local_models(directory: Path, detector: str | None, recognizer: str | N
     return OnnxFiles(pick("detector", detector), pick("recognizer", recognizer))
 
 
-class OnnxPack(ModelPack):
-    """An SCRFD or YuNet detector with an ArcFace-style recognizer, run by onnxruntime."""
+def _scrfd_faces(
+    det: Any, bgr: NDArray[np.uint8], detection: DetectionSettings
+) -> list[DetectedFace]:
+    size = detection.input_size
+    boxes, kpss = det.detect(
+        bgr, input_size=(size, size), max_num=0, det_thresh=detection.min_score
+    )
+    return [
+        DetectedFace(
+            tuple(float(v) for v in b[:4]),  # type: ignore[arg-type]
+            np.asarray(k, dtype=np.float32),
+            float(b[4]),
+        )
+        for b, k in zip(boxes, kpss, strict=True)
+    ]
+
+
+class OnnxDetector:
+    """An SCRFD (run by insightface) or YuNet (run by OpenCV) detector ONNX file.
+
+    Named after the file (``det_500m``). SCRFD reads the input size and
+    score threshold at every call; YuNet fixes its score threshold when
+    loaded (from the settings of the first call) and sees only size changes.
+    """
+
+    #: what to tell the user about a file that cannot be loaded
+    replace_hint = "replace it with a working copy"
+
+    def __init__(
+        self, path: Path, device: Device = "auto", threads: int | None = None, hint: str = ""
+    ) -> None:
+        self.path = path
+        self.name = path.stem.lower()
+        self.device = device
+        self.threads = threads
+        self.replace_hint = hint or self.replace_hint
+        self._det: Any = None
+        self._yunet: _YuNet | None = None
+        self._ctx_id = -1
+
+    @classmethod
+    def from_file(cls, path: Path, settings: WorkbenchSettings) -> OnnxDetector:
+        path = path.expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"detector model {path} does not exist")
+        if classify_onnx(path) not in ("scrfd", "yunet"):
+            raise ModelNotFoundError(f"{path} is not an SCRFD or YuNet face detector")
+        return cls(path, settings.device, settings.threads)
+
+    def load(self, detection: DetectionSettings | None = None) -> None:
+        if self._det is not None or self._yunet is not None:
+            return
+        detection = detection or DetectionSettings()
+        require("insightface", "insightface", f"the {self.name} detector")
+        providers, self._ctx_id = _providers(self.device)
+        if classify_onnx(self.path) == "yunet":
+            self._yunet = _YuNet(self.path, detection.input_size, detection.min_score)
+            return
+        kwargs = {"providers": providers, "sess_options": _session_options(self.threads)}
+        det = _get_model(self.path, self.replace_hint, **kwargs)
+        if det is None or not hasattr(det, "detect"):
+            raise ModelNotFoundError(f"{self.path} is not a face detector insightface can run")
+        size = detection.input_size
+        det.prepare(self._ctx_id, input_size=(size, size), det_thresh=detection.min_score)
+        if not getattr(det, "use_kps", True):
+            raise ModelNotFoundError(
+                f"{self.path} gives no landmarks; alignment needs a detector with 5 keypoints"
+            )
+        self._det = det
+
+    @property
+    def device_used(self) -> str:
+        if self._det is None:
+            return "cpu" if self._yunet is not None else "not loaded"
+        return "cuda" if "CUDAExecutionProvider" in self._det.session.get_providers() else "cpu"
+
+    def detect_many(
+        self, images: Sequence[NDArray[np.uint8]], detection: DetectionSettings
+    ) -> list[list[DetectedFace]]:
+        self.load(detection)
+        return [self.detect_bgr(_to_bgr(rgb), detection) for rgb in images]
+
+    def detect_bgr(
+        self, bgr: NDArray[np.uint8], detection: DetectionSettings
+    ) -> list[DetectedFace]:
+        if self._yunet is not None:
+            return self._yunet.detect(bgr)
+        return _scrfd_faces(self._det, bgr, detection)
+
+
+class OnnxEmbedder:
+    """An ArcFace-style recognizer ONNX (112 × 112 input), run by insightface's onnxruntime.
+
+    Faces are aligned onto the ArcFace template from their 5 landmarks and
+    scaled as the recognizer's authors trained it (`recognizer_norm`).
+    Named after the file (``mobilefacenet``, ``w600k_r50``); ArcFace-family
+    models were trained for cosine similarity.
+    """
+
+    metric: Metric = "cosine"
+    replace_hint = OnnxDetector.replace_hint
+
+    def __init__(
+        self, path: Path, device: Device = "auto", threads: int | None = None, hint: str = ""
+    ) -> None:
+        self.path = path
+        self.name = path.stem.lower()
+        self.device = device
+        self.threads = threads
+        self.replace_hint = hint or self.replace_hint
+        self.dim = 0  # known once loaded
+        self._rec: Any = None
+
+    @classmethod
+    def from_file(cls, path: Path, settings: WorkbenchSettings) -> OnnxEmbedder:
+        path = path.expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"recognizer model {path} does not exist")
+        if classify_onnx(path) != "recognizer":
+            raise ModelNotFoundError(f"{path} is not an ArcFace-style recognizer (112 × 112 input)")
+        return cls(path, settings.device, settings.threads)
+
+    @classmethod
+    def named(cls, name: str, settings: WorkbenchSettings) -> OnnxEmbedder | None:
+        """The recognizer ONNX of the local models dir whose file is called ``name``."""
+        root = settings.local.models_dir.expanduser()
+        if not root.is_dir():
+            return None
+        found = [
+            p
+            for p in sorted(root.rglob("*.onnx"))
+            if p.stem.lower() == name.lower() and classify_onnx(p) == "recognizer"
+        ]
+        if len(found) > 1:
+            raise ConfigurationError(
+                f"{root} holds several recognizers called {name} "
+                f"({', '.join(str(p.relative_to(root)) for p in found)}); give the file's path"
+            )
+        return cls(found[0], settings.device, settings.threads) if found else None
+
+    def load(self) -> None:
+        if self._rec is not None:
+            return
+        require("insightface", "insightface", f"the {self.name} embedder")
+        require("onnxruntime", "insightface", f"the {self.name} embedder")
+        providers, ctx_id = _providers(self.device)
+        kwargs = {"providers": providers, "sess_options": _session_options(self.threads)}
+        rec = _get_model(self.path, self.replace_hint, **kwargs)
+        if rec is None or not hasattr(rec, "get_feat"):
+            raise ModelNotFoundError(f"{self.path} is not an ArcFace-style recognizer")
+        rec.prepare(ctx_id)
+        self.input_norm = recognizer_norm(self.path, float(rec.input_mean), float(rec.input_std))
+        self.dim = int(rec.session.get_outputs()[0].shape[-1])
+        batch = rec.session.get_inputs()[0].shape[0]
+        self._batch = batch if isinstance(batch, int) and batch > 0 else 32
+        self._rec = rec
+
+    @property
+    def device_used(self) -> str:
+        if self._rec is None:
+            return "not loaded"
+        return "cuda" if "CUDAExecutionProvider" in self._rec.session.get_providers() else "cpu"
+
+    def embed_many(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        faces: Sequence[Sequence[DetectedFace]],
+    ) -> NDArray[np.float32]:
+        self.load()
+        crops: list[NDArray[np.uint8]] = []
+        for rgb, fs in zip(images, faces, strict=True):
+            if fs:
+                bgr = _to_bgr(rgb)
+                crops.extend(align_face(bgr, f.landmarks) for f in fs)
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_crops(crops)
+
+    def embed_crops(self, crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        """Embed aligned BGR crops in the recognizer's batch size (1 for fixed-batch exports)."""
+        self.load()
+        norm = self.input_norm
+        mean = np.asarray(norm.mean, dtype=np.float32)
+        scale = 1.0 / np.asarray(norm.std, dtype=np.float32)
+        rec = self._rec
+        feats = []
+        for i in range(0, len(crops), self._batch):
+            rgb = np.stack(crops[i : i + self._batch])[..., ::-1].astype(np.float32)
+            blob = ((rgb - mean) * scale).transpose(0, 3, 1, 2)
+            feats.append(rec.session.run(rec.output_names, {rec.input_name: blob})[0])
+        return l2_normalize(np.concatenate(feats, axis=0))
+
+
+class OnnxPack(ComposedPack):
+    """An SCRFD or YuNet detector with an ArcFace-style recognizer, both ONNX.
+
+    Each photo is converted to BGR once, for detection and alignment; the
+    faces of a whole batch of photos are embedded together.
+    """
 
     def __init__(
         self,
@@ -229,116 +426,35 @@ class OnnxPack(ModelPack):
         detection: DetectionSettings,
         device: Device = "auto",
         threads: int | None = None,
+        hint: str = "",
     ) -> None:
-        super().__init__(detection)
-        self.name = name
         self.files = files
-        self.device = device
-        self.threads = threads
-        self.embedding_dim = 0  # known once the recognizer is loaded
-        self.description = f"{files.detector.name} + {files.recognizer.name}"
-
-    #: what to tell the user about a file that cannot be loaded
-    replace_hint = "replace it with a working copy"
+        super().__init__(
+            OnnxDetector(files.detector, device, threads, hint),
+            OnnxEmbedder(files.recognizer, device, threads, hint),
+            detection,
+            name=name,
+            description=f"{files.detector.name} + {files.recognizer.name}",
+        )
 
     def _load(self) -> None:
-        require("insightface", "insightface", f"the {self.name} pack")
-        require("onnxruntime", "insightface", f"the {self.name} pack")
-
-        providers, ctx_id = _providers(self.device)
-        size = self.detection.input_size
-        kwargs = {"providers": providers, "sess_options": _session_options(self.threads)}
-        if classify_onnx(self.files.detector) == "yunet":
-            self._yunet: _YuNet | None = _YuNet(self.files.detector, size, self.detection.min_score)
-        else:
-            self._yunet = None
-            self._det = _get_model(self.files.detector, self.replace_hint, **kwargs)
-            if self._det is None or not hasattr(self._det, "detect"):
-                raise ModelNotFoundError(
-                    f"{self.files.detector} is not a face detector insightface can run"
-                )
-            self._det.prepare(ctx_id, input_size=(size, size), det_thresh=self.detection.min_score)
-            if not getattr(self._det, "use_kps", True):
-                raise ModelNotFoundError(
-                    f"{self.files.detector} gives no landmarks; alignment needs a detector "
-                    "with 5 keypoints"
-                )
-        self._rec = _get_model(self.files.recognizer, self.replace_hint, **kwargs)
-        if self._rec is None or not hasattr(self._rec, "get_feat"):
-            raise ModelNotFoundError(f"{self.files.recognizer} is not an ArcFace-style recognizer")
-        self._rec.prepare(ctx_id)
-        self.input_norm = recognizer_norm(
-            self.files.recognizer, float(self._rec.input_mean), float(self._rec.input_std)
-        )
-        shape = self._rec.session.get_outputs()[0].shape
-        self.embedding_dim = int(shape[-1])
-        batch = self._rec.session.get_inputs()[0].shape[0]
-        self._rec_batch = batch if isinstance(batch, int) and batch > 0 else 32
-
-    @property
-    def device_used(self) -> str:
-        """``cuda`` when onnxruntime gave the recognizer the CUDA provider."""
-        if not self._loaded:
-            return "not loaded"
-        providers = self._rec.session.get_providers()
-        return "cuda" if "CUDAExecutionProvider" in providers else "cpu"
-
-    def _detect(self, rgb: NDArray[np.uint8]) -> list[DetectedFace]:
-        return self._detect_bgr(_to_bgr(rgb))
-
-    def _detect_bgr(self, bgr: NDArray[np.uint8]) -> list[DetectedFace]:
-        if self._yunet is not None:
-            return self._yunet.detect(bgr)
-        size = self.detection.input_size
-        boxes, kpss = self._det.detect(
-            bgr, input_size=(size, size), max_num=0, det_thresh=self.detection.min_score
-        )
-        return [
-            DetectedFace(
-                tuple(float(v) for v in b[:4]),  # type: ignore[arg-type]
-                np.asarray(k, dtype=np.float32),
-                float(b[4]),
-            )
-            for b, k in zip(boxes, kpss, strict=True)
-        ]
-
-    def _embed(self, rgb: NDArray[np.uint8], faces: Sequence[DetectedFace]) -> NDArray[np.float32]:
-        bgr = _to_bgr(rgb)
-        return self._embed_crops([align_face(bgr, f.landmarks) for f in faces])
-
-    def _embed_crops(self, crops: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
-        """Embed aligned BGR crops in the recognizer's batch size (1 for fixed-batch exports)."""
-        norm = self.input_norm
-        mean = np.asarray(norm.mean, dtype=np.float32)
-        scale = 1.0 / np.asarray(norm.std, dtype=np.float32)
-        rec = self._rec
-        feats = []
-        for i in range(0, len(crops), self._rec_batch):
-            rgb = np.stack(crops[i : i + self._rec_batch])[..., ::-1].astype(np.float32)
-            blob = ((rgb - mean) * scale).transpose(0, 3, 1, 2)
-            feats.append(rec.session.run(rec.output_names, {rec.input_name: blob})[0])
-        return l2_normalize(np.concatenate(feats, axis=0))
-
-    def analyze(self, rgb: NDArray[np.uint8]) -> list[AnalyzedFace]:
-        return self.analyze_many([rgb])[0]
+        self.detector.load(self.detection)  # type: ignore[call-arg]
+        self.embedder.load()
 
     def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
-        """Detect per photo, then embed the faces of all photos together.
-
-        Each photo is converted to BGR once, for detection and alignment; on
-        CUDA one batch of crops from many photos keeps the GPU busy.
-        """
         self.load()
+        detector: OnnxDetector = self.detector  # type: ignore[assignment]
+        embedder: OnnxEmbedder = self.embedder  # type: ignore[assignment]
         per_photo: list[list[DetectedFace]] = []
         crops: list[NDArray[np.uint8]] = []
         for rgb in images:
             bgr = _to_bgr(rgb)
-            faces = self._keep(self._detect_bgr(bgr))
+            faces = self._keep(detector.detect_bgr(bgr, self.detection))
             per_photo.append(faces)
             crops.extend(align_face(bgr, f.landmarks) for f in faces)
         if not crops:
             return [[] for _ in images]
-        vectors = iter(self._embed_crops(crops))
+        vectors = iter(embedder.embed_crops(crops))
         return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
 
     @classmethod
@@ -349,8 +465,6 @@ class OnnxPack(ModelPack):
         name = f"local:{files.detector.stem}+{files.recognizer.stem}".lower()
         return cls(name, files, settings.detection, settings.device, settings.threads)
 
-
-LocalOnnxPack = OnnxPack
 
 INSIGHTFACE_PACK_FILES: dict[str, tuple[str, str]] = {
     "buffalo_l": ("det_10g.onnx", "w600k_r50.onnx"),
@@ -380,13 +494,14 @@ def _online(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> 
     return bool(result and result[0])
 
 
+_ZOO_HINT = (
+    "delete it and download the pack again (or unzip a fresh copy of the pack's .zip "
+    "from the insightface model zoo there)"
+)
+
+
 class InsightfacePack(OnnxPack):
     """insightface's own packs, from ``<insightface_root>/models/<name>/``."""
-
-    replace_hint = (
-        "delete it and download the pack again (or unzip a fresh copy of the pack's .zip "
-        "from the insightface model zoo there)"
-    )
 
     @classmethod
     def from_settings(cls, name: str, settings: WorkbenchSettings) -> InsightfacePack:  # type: ignore[override]
@@ -410,7 +525,7 @@ class InsightfacePack(OnnxPack):
                 f"WORKBENCH_INSIGHTFACE_ROOT to a folder whose models/{name}/ holds them"
             )
         files = OnnxFiles(pack_dir / det_file, pack_dir / rec_file)
-        return cls(name, files, settings.detection, settings.device, settings.threads)
+        return cls(name, files, settings.detection, settings.device, settings.threads, _ZOO_HINT)
 
 
 def _zoo_url(name: str) -> str:

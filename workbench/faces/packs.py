@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from workbench.errors import ConfigurationError
+from workbench.errors import ConfigurationError, UnknownNameError
+from workbench.faces.parts import Detector, Embedder
 from workbench.faces.types import AnalyzedFace, DetectedFace
 from workbench.registry import Registry
-from workbench.settings import DetectionSettings, WorkbenchSettings
+from workbench.settings import DetectionSettings, Metric, WorkbenchSettings
 
 
 class ModelPack(ABC):
@@ -28,6 +29,8 @@ class ModelPack(ABC):
     name: str
     embedding_dim: int
     description: str = ""
+    metric: Metric = "cosine"
+    """The distance the embedder was trained for; new collections use it unless set."""
 
     def __init__(self, detection: DetectionSettings) -> None:
         self.detection = detection
@@ -55,13 +58,7 @@ class ModelPack(ABC):
         return self._keep(self._detect(rgb))
 
     def _keep(self, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
-        kept = [
-            f
-            for f in faces
-            if f.score >= self.detection.min_score
-            and min(f.width, f.height) >= self.detection.min_face_size
-        ]
-        return sorted(kept, key=lambda f: -f.score)
+        return keep_faces(faces, self.detection)
 
     def analyze(self, rgb: NDArray[np.uint8]) -> list[AnalyzedFace]:
         """Detect, align and embed every face of one RGB photo."""
@@ -108,20 +105,183 @@ class ModelPack(ABC):
         """The Milvus collection of this pack's vectors (one per embedder)."""
         if not self.embedding_dim:  # some packs learn their vector size from the model
             self.load()
-        slug = re.sub(r"[^0-9a-zA-Z]+", "_", self.name).strip("_").lower()
-        return f"faces_{slug}_{self.embedding_dim}d"
+        return f"faces_{_slug(self.name)}_{self.embedding_dim}d"
+
+
+def keep_faces(faces: Sequence[DetectedFace], detection: DetectionSettings) -> list[DetectedFace]:
+    """Faces that pass the score and size settings, best first."""
+    kept = [
+        f
+        for f in faces
+        if f.score >= detection.min_score and min(f.width, f.height) >= detection.min_face_size
+    ]
+    return sorted(kept, key=lambda f: -f.score)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+class ComposedPack(ModelPack):
+    """Any `Detector` feeding any `Embedder`.
+
+    Every built-in pack is one (``local`` is SCRFD + an ArcFace-style ONNX,
+    ``dlib`` is HOG + dlib's ResNet, ``facenet`` is MTCNN + InceptionResnetV1),
+    and ``--detector`` / ``--embedder`` swap either half. ``name`` is the
+    pack's own name, else ``<detector>+<embedder>``; faces of one embedder
+    share a collection whatever found them (each vector carries its pack).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder,
+        detection: DetectionSettings,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(detection)
+        self.detector = detector
+        self.embedder = embedder
+        self.name = name or f"{detector.name}+{embedder.name}"
+        self.description = description or f"{detector.name} detector + {embedder.name} embedder"
+
+    @property
+    def embedding_dim(self) -> int:  # type: ignore[override]
+        return self.embedder.dim
+
+    @property
+    def metric(self) -> Metric:
+        return self.embedder.metric
+
+    @property
+    def parts(self) -> tuple[str, str]:
+        return self.detector.name, self.embedder.name
+
+    def with_parts(
+        self, detector: Detector | None = None, embedder: Embedder | None = None
+    ) -> ComposedPack:
+        """This pack with either half replaced; unchanged (same name) when neither differs."""
+        det = detector if detector is not None and detector.name != self.detector.name else None
+        emb = embedder if embedder is not None and embedder.name != self.embedder.name else None
+        if det is None and emb is None:
+            return self
+        return ComposedPack(det or self.detector, emb or self.embedder, self.detection)
+
+    def _load(self) -> None:
+        self.detector.load()
+        self.embedder.load()
+
+    @property
+    def device_used(self) -> str:
+        return self.embedder.device_used if self._loaded else "not loaded"
+
+    def _detect(self, rgb: NDArray[np.uint8]) -> list[DetectedFace]:
+        return self.detector.detect_many([rgb], self.detection)[0]
+
+    def _embed(self, rgb: NDArray[np.uint8], faces: Sequence[DetectedFace]) -> NDArray[np.float32]:
+        return self.embedder.embed_many([rgb], [faces])
+
+    def analyze(self, rgb: NDArray[np.uint8]) -> list[AnalyzedFace]:
+        return self.analyze_many([rgb])[0]
+
+    def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
+        """Detect the batch (detectors that can, together), then embed all its faces at once."""
+        self.load()
+        found = self.detector.detect_many(images, self.detection)
+        per_photo = [self._keep(faces) for faces in found]
+        if not any(per_photo):
+            return [[] for _ in images]
+        vectors = iter(self.embedder.embed_many(images, per_photo))
+        return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
+
+    @property
+    def collection_name(self) -> str:
+        """One collection per embedder: ``faces_<embedder>_<dim>d``."""
+        if not self.embedding_dim:  # ONNX embedders learn their vector size from the model
+            self.load()
+        return f"faces_{_slug(self.embedder.name)}_{self.embedding_dim}d"
 
 
 PackFactory = Callable[[WorkbenchSettings], ModelPack]
+DetectorFactory = Callable[[WorkbenchSettings], Detector]
+EmbedderFactory = Callable[[WorkbenchSettings], Embedder]
 PACKS: Registry[PackFactory] = Registry("model pack")
+DETECTORS: Registry[DetectorFactory] = Registry("face detector")
+EMBEDDERS: Registry[EmbedderFactory] = Registry("face embedder")
+
+
+def open_detector(spec: str, settings: WorkbenchSettings) -> Detector:
+    """A registered detector (``scrfd``, ``yunet``, ``mtcnn``, ``dlib-hog``) or an ONNX file."""
+    from workbench.faces import builtin  # noqa: F401 - registers the built-in parts
+
+    if spec in DETECTORS:
+        return DETECTORS.get(spec)(settings)
+    if spec.lower().endswith(".onnx"):
+        from workbench.faces.onnx_pack import OnnxDetector
+
+        return OnnxDetector.from_file(Path(spec), settings)
+    return DETECTORS.get(spec)(settings)  # raises UnknownNameError listing the detectors
+
+
+def open_embedder(spec: str, settings: WorkbenchSettings) -> Embedder:
+    """A registered embedder, a recognizer ONNX file, or a recognizer in the local models dir
+    named by its file name (``mobilefacenet`` for ``MobileFaceNet.onnx``)."""
+    from workbench.faces import builtin  # noqa: F401 - registers the built-in parts
+
+    if spec in EMBEDDERS:
+        return EMBEDDERS.get(spec)(settings)
+    from workbench.faces.onnx_pack import OnnxEmbedder
+
+    if spec.lower().endswith(".onnx"):
+        return OnnxEmbedder.from_file(Path(spec), settings)
+    named = OnnxEmbedder.named(spec, settings)
+    if named is not None:
+        return named
+    raise UnknownNameError(
+        "face embedder", spec, [*EMBEDDERS.names(), "<a recognizer in the local models dir>"]
+    )
+
+
+def split_spec(spec: str) -> tuple[str, str] | None:
+    """``("mtcnn", "mobilefacenet")`` for ``"mtcnn+mobilefacenet"``; None for a pack name."""
+    if "+" not in spec or spec.count("+") != 1 or ":" in spec:
+        return None
+    det, emb = (part.strip() for part in spec.split("+"))
+    return (det, emb) if det and emb else None
 
 
 def open_pack(spec: str, settings: WorkbenchSettings) -> ModelPack:
-    """The pack named ``spec``, or a `local` pack over the directory ``spec``."""
+    """The pack ``spec`` names, with the settings' ``detector`` / ``embedder`` swapped in.
+
+    ``spec`` is a registered pack (``local``, ``facenet``, ...), a directory of
+    ONNX models (a `local` pack over it), or ``<detector>+<embedder>``.
+    """
+    pack = _open_named_pack(spec, settings)
+    if settings.detector is None and settings.embedder is None:
+        return pack
+    if not isinstance(pack, ComposedPack):
+        raise ConfigurationError(
+            f"pack {pack.name!r} is not made of a detector and an embedder; "
+            "--detector / --embedder cannot change it"
+        )
+    return pack.with_parts(
+        open_detector(settings.detector, settings) if settings.detector else None,
+        open_embedder(settings.embedder, settings) if settings.embedder else None,
+    )
+
+
+def _open_named_pack(spec: str, settings: WorkbenchSettings) -> ModelPack:
     from workbench.faces import builtin  # noqa: F401 - registers the built-in packs
 
     if spec in PACKS:
         return PACKS.get(spec)(settings)
+    parts = split_spec(spec)
+    if parts is not None:
+        det, emb = parts
+        return ComposedPack(
+            open_detector(det, settings), open_embedder(emb, settings), settings.detection
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
         local = settings.local.model_copy(update={"models_dir": path})

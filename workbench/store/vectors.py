@@ -1,8 +1,11 @@
 """Face vectors in Milvus (a Lite file by default, any Milvus URI by setting).
 
-One collection per pack (dimensions and meaning differ). Primary keys are
-catalog face ids, so upserts are idempotent and the index can always be
-rebuilt from the catalog.
+One collection per embedder (dimensions and meaning differ); the faces of
+every pack using that embedder (``scrfd`` or ``mtcnn`` boxes, say) share it,
+each vector tagged with its pack, and searches keep to one pack. Collections
+made before packs shared them have no ``pack`` field and hold one pack.
+Primary keys are catalog face ids, so upserts are idempotent and the index
+can always be rebuilt from the catalog.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from workbench.errors import StoreError
 from workbench.settings import IndexType, Metric, StorageSettings
 
 MAX_SOURCE_LEN = 512
+MAX_PACK_LEN = 200  # the catalog's pack name column
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class VectorIndex:
         self._client = client
         self._loaded: set[str] = set()
         self._specs: dict[str, IndexSpec] = {}
+        self._tagged: dict[str, bool] = {}
 
     @property
     def is_lite(self) -> bool:
@@ -118,11 +123,12 @@ class VectorIndex:
         from pymilvus import DataType
 
         index_type = index_type or self.storage.index_type
-        metric = metric or self.storage.metric
+        metric = metric or self.storage.metric or "cosine"
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
         schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE_LEN)
+        schema.add_field("pack", DataType.VARCHAR, max_length=MAX_PACK_LEN)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         index = c.prepare_index_params()
         index.add_index(
@@ -133,6 +139,26 @@ class VectorIndex:
         )
         c.create_collection(name, schema=schema, index_params=index)
         self._specs[name] = IndexSpec(index_type, metric)
+        self._tagged[name] = True
+
+    def tagged(self, name: str) -> bool:
+        """Whether the collection's vectors carry their pack (collections made since packs
+        share them by embedder do)."""
+        if name not in self._tagged:
+            try:
+                fields = self.client.describe_collection(name).get("fields", [])
+            except Exception:  # noqa: BLE001 - missing collection
+                return True
+            self._tagged[name] = any(f.get("name") == "pack" for f in fields)
+        return self._tagged[name]
+
+    def _filter(self, name: str, pack: str | None, source: str | None = None) -> str:
+        terms = []
+        if pack is not None and self.tagged(name):
+            terms.append(f"pack == {_quote(pack)}")
+        if source:
+            terms.append(f"source == {_quote(source)}")
+        return " and ".join(terms)
 
     def index_spec(self, name: str) -> IndexSpec:
         """The index type and metric the collection was built with (read from Milvus).
@@ -149,7 +175,11 @@ class VectorIndex:
             metric = str(info.get("metric_type", "")).upper()
             spec = IndexSpec(
                 str(info.get("index_type") or self.storage.index_type),
-                "l2" if metric == "L2" else "cosine" if metric == "COSINE" else self.storage.metric,
+                "l2"
+                if metric == "L2"
+                else "cosine"
+                if metric == "COSINE"
+                else self.storage.metric or "cosine",
             )
             self._specs[name] = spec
         return spec
@@ -159,6 +189,7 @@ class VectorIndex:
             self.client.drop_collection(name)
         self._loaded.discard(name)
         self._specs.pop(name, None)
+        self._tagged.pop(name, None)
 
     def _ready(self, name: str) -> bool:
         """True when the collection exists and is loaded (a new process must load it first)."""
@@ -181,13 +212,18 @@ class VectorIndex:
         photo_ids: Sequence[int],
         sources: Sequence[str],
         vectors: NDArray[np.float32],
+        pack: str,
     ) -> None:
+        """Write the vectors of one pack's faces (keyed by face id)."""
         if len(ids) == 0:
             return
         rows = [
             {"id": int(i), "photo_id": int(p), "source": s[:MAX_SOURCE_LEN], "vector": v.tolist()}
             for i, p, s, v in zip(ids, photo_ids, sources, vectors, strict=True)
         ]
+        if self.tagged(name):
+            for row in rows:
+                row["pack"] = pack
         try:
             self.client.upsert(name, rows)
         except Exception as e:  # noqa: BLE001
@@ -207,22 +243,25 @@ class VectorIndex:
         if ids and self.has(name):
             self.client.delete(name, ids=[int(i) for i in ids])
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, pack: str | None = None) -> int:
+        """Vectors in the collection (of ``pack`` only, when given)."""
         if not self._ready(name):
             return 0
         res = self.client.query(
-            name, filter="", output_fields=["count(*)"], consistency_level="Strong"
+            name,
+            filter=self._filter(name, pack),
+            output_fields=["count(*)"],
+            consistency_level="Strong",
         )
         return int(res[0]["count(*)"])
 
-    def ids(self, name: str) -> set[int]:
-        """Every primary key in the collection (for reconciliation)."""
+    def ids(self, name: str, pack: str | None = None) -> set[int]:
+        """Every primary key in the collection, or of ``pack`` (for reconciliation)."""
         if not self._ready(name):
             return set()
         out: set[int] = set()
-        it = self.client.query_iterator(
-            name, batch_size=10_000, filter="id >= 0", output_fields=["id"]
-        )
+        flt = " and ".join(t for t in ("id >= 0", self._filter(name, pack)) if t)
+        it = self.client.query_iterator(name, batch_size=10_000, filter=flt, output_fields=["id"])
         try:
             while batch := it.next():
                 out.update(int(r["id"]) for r in batch)
@@ -236,11 +275,13 @@ class VectorIndex:
         queries: NDArray[np.float32],
         top_k: int,
         source: str | None = None,
+        pack: str | None = None,
     ) -> list[list[VectorHit]]:
-        """Nearest faces of each query vector, best first, scored as cosine similarity."""
+        """Nearest faces of each query vector (of ``pack``'s faces when given), best first,
+        scored as cosine similarity."""
         if not self._ready(name):
             return [[] for _ in range(len(queries))]
-        flt = f"source == {_quote(source)}" if source else ""
+        flt = self._filter(name, pack, source)
         spec = self.index_spec(name)
         try:
             res = self.client.search(
