@@ -348,6 +348,7 @@ class Workbench:
         sharing = [p.name for p in self.catalog.packs() if p.collection == collection]
         if metric is None and self.index.has(collection):
             metric = self.index.index_spec(collection).metric  # kept unless asked
+        self.__dict__.pop("calibration", None)  # it belongs to the metric in use
         self.index.drop(collection)
         self.index.ensure_collection(
             collection, pack_row.embedding_dim, index_type=index_type, metric=metric

@@ -72,3 +72,16 @@ def test_parts_cannot_replace_halves_of_a_pack_that_has_none(tmp_path: Path) -> 
             open_pack("opaque-test", settings)
     finally:
         PACKS._items.pop("opaque-test")  # noqa: SLF001
+
+
+def test_packs_command_lists_packs_detectors_and_embedders() -> None:
+    from click.testing import CliRunner
+
+    from workbench.cli import cli
+
+    out = CliRunner().invoke(cli, ["packs"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert {"local", "dlib", "facenet", "buffalo_l"} <= set(lines)
+    assert any(line.startswith("detectors: ") and "mtcnn" in line for line in lines)
+    assert any(line.startswith("embedders: ") and "facenet" in line for line in lines)
