@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from workbench.cli_detectors import evaluate_detectors_command
 from workbench.cli_export import export_command
 from workbench.cli_notebooks import run_notebook
 from workbench.cli_people import cluster_command, people_group
@@ -364,6 +365,7 @@ def evaluate() -> None:
     """Measure packs on LFW (k-fold View 2) or a CelebA-format folder."""
 
 
+evaluate.add_command(evaluate_detectors_command)
 
 
 @evaluate.command("lfw")
