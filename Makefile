@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 	# facenet-pytorch without its pins of old torch and numpy.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dev]"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dashboards,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from workbench.cli_dashboards import dashboards_command
 from workbench.cli_detectors import evaluate_detectors_command
 from workbench.cli_export import export_command
 from workbench.cli_notebooks import run_notebook
@@ -517,6 +518,7 @@ cli.add_command(run_notebook)
 cli.add_command(export_command)
 cli.add_command(cluster_command)
 cli.add_command(people_group)
+cli.add_command(dashboards_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -177,7 +177,24 @@ def _decode(item: _Prepared, data: bytes, wb: Workbench) -> _Prepared:
         item.image = decode_image(data, wb.settings.limits)
     except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
         item.error = _describe(e)
+        return item
+    _cache_thumbnail(item, wb)
     return item
+
+
+def _cache_thumbnail(item: _Prepared, wb: Workbench) -> None:
+    """Write the gallery's thumbnail while the decoded photo is at hand (a resize and an
+    encode, a few ms in the decode thread), so the gallery's first view of a page never
+    reads and decodes full photos. Best effort: a photo without a thumbnail still ingests
+    (the gallery makes it on demand)."""
+    if item.sha is None or item.image is None:
+        return
+    from workbench.thumbnails import ThumbnailCache
+
+    try:
+        ThumbnailCache(wb.settings).put(item.sha, item.image)
+    except Exception as e:  # noqa: BLE001 - a full disk or odd image must not fail the ingest
+        logger.warning("no thumbnail cached for {}: {}", item.ref.uri, _describe(e))
 
 
 def _describe(e: Exception) -> str:

@@ -1,0 +1,1 @@
+"""Browser tests: the Voila apps in headless Chromium."""
