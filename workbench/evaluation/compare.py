@@ -136,16 +136,21 @@ class Comparison:
 
     def save(self, home: Path) -> Path:
         """Write the JSON document to ``<home>/evaluations/`` (the report notebook reads it)."""
-        folder = home / "evaluations"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")
-        path = folder / f"lfw-{stamp}.json"
-        n = 1
-        while path.exists():  # two runs in the same millisecond keep both documents
-            n += 1
-            path = folder / f"lfw-{stamp}-{n}.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return save_evaluation(self.to_dict(), home, "lfw", self.created)
+
+
+def save_evaluation(doc: dict[str, Any], home: Path, kind: str, created: str) -> Path:
+    """Write an evaluation's JSON document to ``<home>/evaluations/<kind>-<UTC stamp>.json``."""
+    folder = home / "evaluations"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = created.replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = folder / f"{kind}-{stamp}.json"
+    n = 1
+    while path.exists():  # two runs in the same millisecond keep both documents
+        n += 1
+        path = folder / f"{kind}-{stamp}-{n}.json"
+    path.write_text(json.dumps(doc, indent=2))
+    return path
 
 
 def available_packs(

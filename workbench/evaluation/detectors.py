@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workbench.errors import WorkbenchError
-from workbench.evaluation.compare import group_photos
+from workbench.evaluation.compare import group_photos, save_evaluation
 from workbench.evaluation.lfw import LfwError, images_root
 from workbench.faces.packs import keep_faces
 from workbench.faces.parts import Detector
@@ -275,16 +274,7 @@ class DetectorComparison:
 
     def save(self, home: Path) -> Path:
         """Write the JSON document to ``<home>/evaluations/`` beside the pack comparisons."""
-        folder = home / "evaluations"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.created.replace(":", "").replace("-", "").replace("+0000", "Z")
-        path = folder / f"detectors-{stamp}.json"
-        n = 1
-        while path.exists():  # two runs in the same millisecond keep both documents
-            n += 1
-            path = folder / f"detectors-{stamp}-{n}.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return save_evaluation(self.to_dict(), home, "detectors", self.created)
 
 
 def _aligned(row: Sequence[str], widths: Sequence[int], names: int) -> str:

@@ -236,13 +236,8 @@ def _scrfd_faces(
     ]
 
 
-class OnnxDetector:
-    """An SCRFD (run by insightface) or YuNet (run by OpenCV) detector ONNX file.
-
-    Named after the file (``det_500m``). SCRFD reads the input size and
-    score threshold at every call; YuNet fixes its score threshold when
-    loaded (from the settings of the first call) and sees only size changes.
-    """
+class _OnnxPart:
+    """One ONNX model file of a pack, named after the file (``det_500m``, ``mobilefacenet``)."""
 
     #: what to tell the user about a file that cannot be loaded
     replace_hint = "replace it with a working copy"
@@ -255,6 +250,20 @@ class OnnxDetector:
         self.device = device
         self.threads = threads
         self.replace_hint = hint or self.replace_hint
+
+
+class OnnxDetector(_OnnxPart):
+    """An SCRFD (run by insightface) or YuNet (run by OpenCV) detector ONNX file.
+
+    Named after the file (``det_500m``). SCRFD reads the input size and
+    score threshold at every call; YuNet fixes its score threshold when
+    loaded (from the settings of the first call) and sees only size changes.
+    """
+
+    def __init__(
+        self, path: Path, device: Device = "auto", threads: int | None = None, hint: str = ""
+    ) -> None:
+        super().__init__(path, device, threads, hint)
         self._det: Any = None
         self._yunet: _YuNet | None = None
         self._ctx_id = -1
@@ -309,7 +318,7 @@ class OnnxDetector:
         return _scrfd_faces(self._det, bgr, detection)
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(_OnnxPart):
     """An ArcFace-style recognizer ONNX (112 × 112 input), run by insightface's onnxruntime.
 
     Faces are aligned onto the ArcFace template from their 5 landmarks and
@@ -319,16 +328,11 @@ class OnnxEmbedder:
     """
 
     metric: Metric = "cosine"
-    replace_hint = OnnxDetector.replace_hint
 
     def __init__(
         self, path: Path, device: Device = "auto", threads: int | None = None, hint: str = ""
     ) -> None:
-        self.path = path
-        self.name = path.stem.lower()
-        self.device = device
-        self.threads = threads
-        self.replace_hint = hint or self.replace_hint
+        super().__init__(path, device, threads, hint)
         self.dim = 0  # known once loaded
         self._rec: Any = None
 
