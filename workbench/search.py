@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from workbench.errors import ImageError
+from workbench.errors import ImageError, WorkbenchError
 from workbench.imaging import DecodedImage, decode_image
 
 if TYPE_CHECKING:
@@ -118,8 +118,49 @@ def search_sample(
     return out
 
 
+def search_face(
+    wb: Workbench, face_id: int, top_k: int | None = None, threshold: float | None = None
+) -> list[Match]:
+    """Faces of other photos nearest to the stored face ``face_id``, best first.
+
+    Uses the stored vector, so no model runs (a gallery's "find similar"); the
+    face's own pack, collection and calibration decide, whichever pack the
+    workbench has open. ``top_k`` and ``threshold`` as in `search_sample`.
+    """
+    from workbench.faces.calibration import load_calibration
+
+    top_k = top_k or wb.settings.search.top_k
+    threshold = wb.settings.search.threshold if threshold is None else threshold
+    face = wb.catalog.faces_by_ids([face_id]).get(face_id)
+    if face is None:
+        raise WorkbenchError(f"face {face_id} is no longer in the catalog; reopen the photo")
+    row = next(p for p in wb.catalog.packs() if p.name == face.pack)
+    if face.pack == wb.pack.name:
+        cal = wb.calibration
+    else:
+        cal = load_calibration(face.pack, wb.home, wb.index.index_spec(row.collection).metric)
+    # Other faces of the same photo may come first: ask for a few more.
+    own = wb.catalog.photos_by_ids({face.photo_id})[face.photo_id]
+    siblings = max(1, own.n_faces)
+    hits = wb.index.search(row.collection, face.vector()[None, :], top_k + siblings, pack=face.pack)
+    rows = wb.catalog.faces_by_ids([h.face_id for h in hits[0]])
+    photos = wb.catalog.photos_by_ids({r.photo_id for r in rows.values()})
+    out = []
+    for h in hits[0]:
+        match = rows.get(h.face_id)
+        if match is None or match.photo_id == face.photo_id:
+            continue
+        pct = float(cal.percent(h.score))
+        if pct >= threshold:
+            photo = photos[match.photo_id]
+            out.append(
+                Match(photo.uri, photo.source, h.face_id, photo.id, _round(match.box), pct, h.score)
+            )
+    return out[:top_k]
+
+
 def _round(box: Any) -> list[float]:
     return [round(float(v), 1) for v in box]
 
 
-__all__ = ["Match", "QueryFace", "search_sample"]
+__all__ = ["Match", "QueryFace", "search_face", "search_sample"]

@@ -33,6 +33,7 @@ from workbench.gallery import (
     gallery_page,
     photo_detail,
 )
+from workbench.search import search_face
 from workbench.thumbnails import DEFAULT_SIZE, ThumbnailCache, ThumbnailError
 from workbench.widgets.common import Banner, ThumbGrid, data_uri
 
@@ -343,7 +344,9 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
             return
         self.similar_status.value = "<i>Searching…</i>"
         try:
-            matches = similar_faces(self.gallery.wb, int(face_id), self.photo.pack)
+            wb = self.gallery.wb
+            matches = search_face(wb, int(face_id))
+            photos = wb.catalog.photos_by_ids({m.photo_id for m in matches})
         except Exception as e:  # noqa: BLE001 - shown in words, the app stays usable
             self.similar_status.value = (
                 f"<span data-testid='similar-error' style='color:#c62828'>"
@@ -354,15 +357,15 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
         tiles = []
         for m in matches:
             try:
-                src = data_uri(cache.face_thumbnail(m["photo"], m["box"]))
+                src = data_uri(cache.face_thumbnail(photos[m.photo_id], m.box))
             except Exception:  # noqa: BLE001 - a face without a crop still lists
                 src = ""
             tiles.append(
                 {
-                    "id": m["photo"].id,
+                    "id": m.photo_id,
                     "src": src,
-                    "caption": f"{m['similarity']:.0f}% {m['photo'].uri.rsplit('/', 1)[-1]}",
-                    "title": m["photo"].uri,
+                    "caption": f"{m.similarity:.0f}% {m.photo.rsplit('/', 1)[-1]}",
+                    "title": m.photo,
                 }
             )
         self.similar_status.value = (
@@ -370,32 +373,6 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
             f"{len(tiles)} similar face{'s' if len(tiles) != 1 else ''} (other photos)</span>"
         )
         self.similar.items = tiles
-
-
-def similar_faces(
-    wb: Workbench, face_id: int, pack: str | None, top_k: int | None = None
-) -> list[dict[str, Any]]:
-    """Faces of other photos nearest to stored face ``face_id``, best first, at or above the
-    search threshold: dicts of ``photo`` (catalog row), ``box``, ``similarity`` (%)."""
-    from workbench.errors import WorkbenchError
-
-    top_k = top_k or wb.settings.search.top_k
-    face = wb.catalog.faces_by_ids([face_id]).get(face_id)
-    if face is None:
-        raise WorkbenchError(f"face {face_id} is no longer in the catalog; reopen the photo")
-    hits = wb.index.search(wb.collection, face.vector()[None, :], top_k + 1, pack=pack or face.pack)
-    rows = wb.catalog.faces_by_ids([h.face_id for h in hits[0] if h.face_id != face_id])
-    photos = wb.catalog.photos_by_ids({r.photo_id for r in rows.values()})
-    threshold = wb.settings.search.threshold
-    out = []
-    for h in hits[0]:
-        row = rows.get(h.face_id)
-        if row is None or row.photo_id == face.photo_id:
-            continue
-        pct = float(wb.calibration.percent(h.score))
-        if pct >= threshold:
-            out.append({"photo": photos[row.photo_id], "box": row.box, "similarity": pct})
-    return out[:top_k]
 
 
 # ---- helpers -----------------------------------------------------------------------
@@ -465,4 +442,4 @@ def _dates_swapped(a: dt.date | None, b: dt.date | None) -> bool:
     return a is not None and b is not None and a > b
 
 
-__all__ = ["DETAIL_SIZE", "Gallery", "similar_faces"]
+__all__ = ["DETAIL_SIZE", "Gallery"]
