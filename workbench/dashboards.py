@@ -43,8 +43,8 @@ from workbench.settings import WorkbenchSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8866
-APPS: tuple[str, ...] = ("gallery", "search", "clusters", "monitor")
-"""The apps the design names; `list_apps` says which are present."""
+APPS: tuple[str, ...] = ("gallery", "search", "people", "monitor")
+"""The apps the design names ("people" is its clusters app); `list_apps` says which are present."""
 QUERY_KEYS: tuple[str, ...] = ("home", "pack")
 """Settings a page's query string may set."""
 SERVED_HOME_ENV = "WORKBENCH_DASHBOARDS_HOME"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES: tuple[str, ...] = ("common", "gallery", "search")
+_MODULES: tuple[str, ...] = ("common", "gallery", "search", "monitor", "people")
 """Modules searched for a name, in order (an app module may not exist yet)."""
 
 
