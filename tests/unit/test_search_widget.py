@@ -105,3 +105,11 @@ def test_controls_on_an_empty_workbench(tmp_path: Path) -> None:
         assert app.upload.multiple and app.upload.accept == ".jpg,.jpeg,.png,.webp"
         assert app.search_button.disabled
         assert app.run() == [] and 'data-state="idle"' in app.status.value
+
+
+def test_similarity_is_never_shown_as_a_certain_100_percent() -> None:
+    from workbench.widgets.common import format_similarity
+
+    assert format_similarity(85.04) == "85.0 %"
+    assert format_similarity(99.94) == "99.9 %"
+    assert format_similarity(99.95) == format_similarity(100.0) == "> 99.9 %"

@@ -200,6 +200,16 @@ class Banner(widgets.HTML):  # type: ignore[misc]
         self.value = ""
 
 
+def format_similarity(percent: float) -> str:
+    """A calibrated similarity for people to read: one decimal, but never "100.0 %".
+
+    Past the same-person threshold the calibrated odds climb fast (the local
+    pack reads cosine 0.6 as 99.99 %), and a rounded 100 % would claim a
+    certainty no face match has.
+    """
+    return "> 99.9 %" if percent >= 99.95 else f"{percent:.1f} %"
+
+
 def data_uri(jpeg: bytes | Path, mime: str = "image/jpeg") -> str:
     """A ``data:`` URI of a JPEG (bytes or a cached file): what `ThumbGrid` tiles show."""
     data = jpeg.read_bytes() if isinstance(jpeg, Path) else jpeg

@@ -35,7 +35,7 @@ from workbench.gallery import (
 )
 from workbench.search import search_face
 from workbench.thumbnails import DEFAULT_SIZE, ThumbnailCache, ThumbnailError
-from workbench.widgets.common import Banner, ThumbGrid, data_uri
+from workbench.widgets.common import Banner, ThumbGrid, data_uri, format_similarity
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -364,7 +364,7 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
                 {
                     "id": m.photo_id,
                     "src": src,
-                    "caption": f"{m.similarity:.0f}% {m.photo.rsplit('/', 1)[-1]}",
+                    "caption": f"{format_similarity(m.similarity)} {m.photo.rsplit('/', 1)[-1]}",
                     "title": m.photo,
                 }
             )

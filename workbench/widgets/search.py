@@ -42,7 +42,13 @@ from workbench.gallery import facets, photo_detail
 from workbench.imaging import DecodedImage, decode_image
 from workbench.search import Match, QueryFace
 from workbench.thumbnails import ThumbnailCache
-from workbench.widgets.common import Banner, ReadyMarker, data_uri, open_app_workbench
+from workbench.widgets.common import (
+    Banner,
+    ReadyMarker,
+    data_uri,
+    format_similarity,
+    open_app_workbench,
+)
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -296,7 +302,8 @@ def match_tile_html(m: Match, thumb: bytes | None, why: str | None = None) -> st
         f'data-cosine="{m.cosine:.4f}" data-photo="{html.escape(m.photo)}" '
         f'data-face-id="{m.face_id}" '
         f'data-box="{html.escape(json.dumps(m.box))}">{picture}'
-        f'<div class="wb-sim">{m.similarity:.1f} % <small>cos {m.cosine:.3f}</small></div>'
+        f'<div class="wb-sim">{format_similarity(m.similarity)} '
+        f"<small>cos {m.cosine:.3f}</small></div>"
         f'<div class="wb-name" title="{html.escape(m.photo)}">{html.escape(name)}</div>'
         f'<div class="wb-box">box {_box_text(m.box)} · {html.escape(m.source)}</div></div>'
     )
