@@ -110,9 +110,15 @@ def _require_browser() -> Any:
     return sync_playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
-    """One Chromium for the session (a fresh context per test keeps tests apart)."""
+    """One Chromium per test module (a fresh context per test keeps tests apart).
+
+    Not per session: while a sync Playwright is open it leaves an asyncio loop
+    marked running in the main thread, and every later test that drives a loop
+    of its own (papermill's kernel client, another sync Playwright) then hangs
+    or refuses to start. Closing it after each module gives the thread back.
+    """
     sync_playwright = _require_browser()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(

@@ -41,6 +41,11 @@ import pytest
 from tests.browser.conftest import open_app, screenshot, start_dashboards
 from tests.conftest import DevPhoto, local_pack_settings
 
+# A timing acceptance (first page <= 3 s, page change <= 1 s): it belongs with
+# the long tier, which CI runs alone on its machine, not in the default suite
+# that developers run beside other work (it failed at 3.46 s there under load).
+pytestmark = pytest.mark.slow
+
 N_PHOTOS = 20_000
 N_LFW = 300
 FIRST_PAGE_BOUND_S = 3.0
