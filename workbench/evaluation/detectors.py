@@ -435,7 +435,7 @@ def warm_up(detector: Detector, detection: DetectionSettings) -> None:
     First calls pay for lazy allocations (onnxruntime's arenas, torch's
     kernels); on a 40-image subset that would be billed to the first photos.
     """
-    detector.load()
+    detector.load(detection)
     detector.detect_many([np.full((250, 250, 3), 127, np.uint8)], detection)
 
 
@@ -456,7 +456,7 @@ def available_detectors(
     for name in names or DEFAULT_DETECTORS:
         try:
             detector = open_detector(name, settings)
-            detector.load()
+            detector.load(settings.detection)
         except WorkbenchError as e:
             if names:
                 raise

@@ -139,7 +139,7 @@ class DlibHogDetector:
         self.score_slope = score_slope
         self._detector: Any = None
 
-    def load(self) -> None:
+    def load(self, detection: DetectionSettings | None = None) -> None:
         if self._detector is not None:
             return
         dlib, files = _load_dlib()

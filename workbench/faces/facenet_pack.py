@@ -205,7 +205,7 @@ class MtcnnDetector:
         self.threads = threads
         self._mtcnn: Any = None
 
-    def load(self) -> None:
+    def load(self, detection: DetectionSettings | None = None) -> None:
         if self._mtcnn is not None:
             return
         facenet = _import_facenet()

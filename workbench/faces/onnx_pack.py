@@ -257,7 +257,7 @@ class OnnxDetector(_OnnxPart):
 
     Named after the file (``det_500m``). SCRFD reads the input size and
     score threshold at every call; YuNet fixes its score threshold when
-    loaded (from the settings of the first call) and sees only size changes.
+    loaded (from the settings it is loaded with) and sees only size changes.
     """
 
     def __init__(
@@ -440,10 +440,6 @@ class OnnxPack(ComposedPack):
             name=name,
             description=f"{files.detector.name} + {files.recognizer.name}",
         )
-
-    def _load(self) -> None:
-        self.detector.load(self.detection)  # type: ignore[call-arg]
-        self.embedder.load()
 
     def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
         self.load()

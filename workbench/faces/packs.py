@@ -169,7 +169,7 @@ class ComposedPack(ModelPack):
         return ComposedPack(det or self.detector, emb or self.embedder, self.detection)
 
     def _load(self) -> None:
-        self.detector.load()
+        self.detector.load(self.detection)
         self.embedder.load()
 
     @property

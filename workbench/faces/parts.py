@@ -25,8 +25,12 @@ class Detector(Protocol):
     name: str
     """Recorded in the pack name of every face it found (``mtcnn``, ``det_500m``, ``dlib-hog``)."""
 
-    def load(self) -> None:
-        """Load the weights (idempotent); a missing file raises `ModelNotFoundError`."""
+    def load(self, detection: DetectionSettings | None = None) -> None:
+        """Load the weights (idempotent); a missing file raises `ModelNotFoundError`.
+
+        A detector that fixes settings when loaded (YuNet's score threshold and
+        input size) takes them from ``detection``; the others read theirs per call.
+        """
         ...
 
     @property
