@@ -18,15 +18,19 @@ test test-slow: export WORKBENCH_SHARED ?= $(abspath $(SHARED))
 
 setup: $(STAMP)
 
-# The browser tests need the system Chromium (Debian package `chromium`);
-# CI runs as root and installs it, elsewhere install it once yourself.
-CHROMIUM ?= /usr/bin/chromium
+# System packages the tests use: Chromium (browser tests), Redis (the workers'
+# broker) and PostgreSQL (the catalog on a server); the tests start their own
+# servers on local ports. CI runs as root and installs them; elsewhere install
+# them once yourself.
+SYSTEM_PACKAGES := chromium redis-server postgresql
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/redis-server /usr/lib/postgresql/*/bin/initdb
 system-deps:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x "$$b" ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "$(CHROMIUM) is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; exit 1; \
+	    echo "missing system packages: run 'sudo apt-get install $(SYSTEM_PACKAGES)' (the tests need them)"; exit 1; \
 	  fi; \
 	fi
 
@@ -37,7 +41,7 @@ $(STAMP): pyproject.toml
 	# facenet-pytorch without its pins of old torch and numpy.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dashboards,dev]"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dashboards,server,postgres,workers,dev]"
 	touch $(STAMP)
 
 demo: setup

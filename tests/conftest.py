@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 
+# Real servers started once per session, by the tests that ask for them.
+from tests.services.milvus import milvus_server  # noqa: F401
+from tests.services.postgres import postgres_url  # noqa: F401
+from tests.services.redis import redis_url  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WORKBENCH_SHARED", REPO.parent / "shared")).resolve()
 MODELS = Path(os.environ.get("WORKBENCH_TEST_MODELS", SHARED / "models"))
