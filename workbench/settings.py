@@ -135,6 +135,29 @@ class RemoteSettings(BaseModel):
     yadisk_api_url: str = "https://cloud-api.yandex.net"
 
 
+class QueueSettings(BaseModel):
+    """Distributed processing: `workbench enqueue` publishes photo jobs, `workbench worker`
+    consumes them (FastStream over a Redis stream with a consumer group)."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="broker URL (redis://)")
+    stream: str = Field("workbench:photos", description="the Redis stream of photo jobs")
+    group: str = Field("workbench-workers", description="the workers' consumer group")
+    batch: int = Field(16, ge=1, le=1000, description="jobs a worker takes (and analyses) at once")
+    reclaim_after: float = Field(
+        120.0,
+        gt=0,
+        description="seconds a job may stay unacknowledged before another worker takes it over"
+        " (its worker died); longer than a batch ever takes, or live work is done twice",
+    )
+    max_deliveries: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="deliveries of one photo job before it is recorded as an error (a poison"
+        " photo that kills its worker each time) instead of tried again",
+    )
+
+
 class WorkbenchSettings(BaseSettings):
     """All settings of one workbench.
 
@@ -187,6 +210,7 @@ class WorkbenchSettings(BaseSettings):
     facenet: FacenetSettings = FacenetSettings()
     storage: StorageSettings = StorageSettings()
     search: SearchSettings = SearchSettings()
+    queue: QueueSettings = QueueSettings()
 
     @field_validator("home", mode="after")
     @classmethod
