@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from workbench.errors import ImageError, WorkbenchError
 from workbench.imaging import DecodedImage, decode_image
+from workbench.monitoring import timed_search
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -88,8 +89,20 @@ def search_sample(
 
     ``top_k`` defaults to the search settings (10); ``threshold`` is a
     calibrated percentage (default 85, the pack's same-person threshold; the
-    user-facing range is 70–95 but any value is accepted).
+    user-facing range is 70–95 but any value is accepted). Timed into
+    ``workbench_search_seconds`` (decode and embed of the sample included).
     """
+    with timed_search():
+        return _search_sample(wb, image, top_k, threshold, source)
+
+
+def _search_sample(
+    wb: Workbench,
+    image: ImageInput,
+    top_k: int | None,
+    threshold: float | None,
+    source: str | None,
+) -> list[QueryFace]:
     top_k = top_k or wb.settings.search.top_k
     threshold = wb.settings.search.threshold if threshold is None else threshold
     sample = load_sample(image, wb)
@@ -126,7 +139,15 @@ def search_face(
     Uses the stored vector, so no model runs (a gallery's "find similar"); the
     face's own pack, collection and calibration decide, whichever pack the
     workbench has open. ``top_k`` and ``threshold`` as in `search_sample`.
+    Timed into ``workbench_search_seconds``.
     """
+    with timed_search():
+        return _search_face(wb, face_id, top_k, threshold)
+
+
+def _search_face(
+    wb: Workbench, face_id: int, top_k: int | None, threshold: float | None
+) -> list[Match]:
     from workbench.faces.calibration import load_calibration
 
     top_k = top_k or wb.settings.search.top_k

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,9 @@ from numpy.typing import NDArray
 from workbench._optional import require
 from workbench.errors import ConfigurationError, ModelNotFoundError
 from workbench.faces.align import align_face
-from workbench.faces.packs import ComposedPack
+from workbench.faces.packs import ComposedPack, observe_per_photo
 from workbench.faces.types import AnalyzedFace, DetectedFace, l2_normalize
+from workbench.monitoring import stage
 from workbench.settings import DetectionSettings, Device, Metric, WorkbenchSettings
 
 OnnxRole = Literal["scrfd", "yunet", "recognizer", "other"]
@@ -447,14 +449,22 @@ class OnnxPack(ComposedPack):
         embedder: OnnxEmbedder = self.embedder  # type: ignore[assignment]
         per_photo: list[list[DetectedFace]] = []
         crops: list[NDArray[np.uint8]] = []
+        align_seconds = 0.0
         for rgb in images:
-            bgr = _to_bgr(rgb)
-            faces = self._keep(detector.detect_bgr(bgr, self.detection))
+            with stage("detect"):
+                bgr = _to_bgr(rgb)
+                faces = self._keep(detector.detect_bgr(bgr, self.detection))
             per_photo.append(faces)
+            start = time.perf_counter()
             crops.extend(align_face(bgr, f.landmarks) for f in faces)
+            align_seconds += time.perf_counter() - start
         if not crops:
             return [[] for _ in images]
+        start = time.perf_counter()
         vectors = iter(embedder.embed_crops(crops))
+        # Alignment prepares the embedder's input, so it counts as embedding.
+        embed_seconds = align_seconds + time.perf_counter() - start
+        observe_per_photo("embed", embed_seconds, sum(1 for f in per_photo if f))
         return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
 
     @classmethod
