@@ -16,6 +16,7 @@ import click
 from workbench.cli_dashboards import dashboards_command
 from workbench.cli_detectors import evaluate_detectors_command
 from workbench.cli_export import export_command
+from workbench.cli_milvus import milvus_group
 from workbench.cli_notebooks import run_notebook
 from workbench.cli_people import cluster_command, people_group
 from workbench.errors import WorkbenchError
@@ -247,7 +248,9 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option(
+    "--index",
     "--index-type",
+    "index_type",
     type=click.Choice(["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"]),
     default=None,
     help="Build this Milvus index instead of the settings' (searches read it back).",
@@ -519,6 +522,7 @@ cli.add_command(export_command)
 cli.add_command(cluster_command)
 cli.add_command(people_group)
 cli.add_command(dashboards_command)
+cli.add_command(milvus_group)
 
 
 def main(argv: list[str] | None = None) -> None:

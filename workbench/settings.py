@@ -98,9 +98,81 @@ class StorageSettings(BaseModel):
         " ~0.7 µs per stored face in Python (~90 ms at 100k), so past ~1M faces use a"
         " Milvus server URI",
     )
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 200
-    hnsw_ef: int = 128
+    # Index build and search parameters. Face embeddings (128-512 d, unit length)
+    # form tight clusters per person, so modest graphs and list counts find a
+    # person's other faces; the defaults favour recall over the last millisecond.
+    hnsw_m: int = Field(
+        16,
+        ge=2,
+        le=2048,
+        description="HNSW: links per node. 16 suits 128-512 d face vectors; 32 buys a little"
+        " recall for twice the graph's memory",
+    )
+    hnsw_ef_construction: int = Field(
+        200,
+        ge=8,
+        le=4096,
+        description="HNSW: candidates while building; 200 gives a near-exact graph, build time"
+        " grows linearly with it",
+    )
+    hnsw_ef: int = Field(
+        128,
+        ge=1,
+        le=32768,
+        description="HNSW: candidates per search (raised to top_k when smaller, as Milvus"
+        " requires); 128 is ~10x the usual top_k, near-exact for top-10",
+    )
+    ivf_nlist: int = Field(
+        1024,
+        ge=1,
+        le=65536,
+        description="IVF_FLAT / IVF_SQ8 / IVF_PQ: clusters the vectors are split into; about"
+        " 4·√N (1024 for ~100k faces, 4096 past ~1M). Milvus indexes only segments of ≥ 1024"
+        " rows; smaller ones are searched exactly",
+    )
+    ivf_nprobe: int = Field(
+        32,
+        ge=1,
+        le=65536,
+        description="IVF: clusters searched per query (≤ ivf_nlist); 32 of 1024 (3 %) since a"
+        " person's faces sit in few clusters; raise it when rare matches go missing",
+    )
+    pq_m: int | None = Field(
+        None,
+        ge=1,
+        description="IVF_PQ: sub-quantizers; must divide the embedding's dimension. Default:"
+        " one per 8 dimensions (64 for 512-d, 16 for 128-d): with 8-bit codes that stores"
+        " 1 byte per 8 floats (32x less) and keeps face similarities usable; fewer"
+        " sub-quantizers blur them",
+    )
+    pq_nbits: int = Field(
+        8, ge=1, le=16, description="IVF_PQ: bits per sub-quantizer code (256 centroids at 8)"
+    )
+    milvus_db: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Milvus database on a server (created if missing), so several workbenches"
+        " or test runs share one server without seeing each other's collections; default:"
+        " Milvus's `default`. Milvus Lite has a single database: leave it unset there",
+    )
+    milvus_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
+        "Strong",
+        description="consistency of searches and counts on a Milvus server. Strong (default):"
+        " a search right after an ingest, delete or reindex sees it, as a workbench user"
+        " expects; Bounded (Milvus's own default) can miss the last few seconds of writes"
+        " but waits less under heavy concurrent ingest",
+    )
+
+    @field_validator("ivf_nprobe", mode="after")
+    @classmethod
+    def _nprobe_within_nlist(cls, v: int, info: object) -> int:
+        nlist = getattr(info, "data", {}).get("ivf_nlist")
+        if nlist is not None and v > nlist:
+            raise ValueError(
+                f"ivf_nprobe {v} is larger than ivf_nlist {nlist}: a query cannot search more"
+                " clusters than there are; lower WORKBENCH_STORAGE__IVF_NPROBE"
+            )
+        return v
 
 
 class SearchSettings(BaseModel):

@@ -6,6 +6,12 @@ each vector tagged with its pack, and searches keep to one pack. Collections
 made before packs shared them have no ``pack`` field and hold one pack.
 Primary keys are catalog face ids, so upserts are idempotent and the index
 can always be rebuilt from the catalog.
+
+The same code serves a Milvus Lite file and a Milvus server URI. On a server
+the workbench keeps to its own database (``storage.milvus_db``, created when
+missing) and reads with ``storage.milvus_consistency`` (Strong by default, so
+a search right after an ingest or delete sees it). Index build and search
+parameters come from the settings (`index_params`, `search_params`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workbench._optional import require
-from workbench.errors import StoreError
+from workbench.errors import ConfigurationError, StoreError
 from workbench.settings import IndexType, Metric, StorageSettings
 
 MAX_SOURCE_LEN = 512
@@ -46,6 +52,45 @@ class IndexSpec:
 _MILVUS_METRIC: dict[str, str] = {"cosine": "COSINE", "l2": "L2"}
 
 
+def pq_m_for(dim: int, storage: StorageSettings, collection: str = "") -> int:
+    """IVF_PQ sub-quantizers for ``dim``: the setting, else one per 8 dimensions."""
+    m = storage.pq_m
+    if m is None:  # one sub-quantizer per 8 dimensions, or the nearest divisor below
+        return next(k for k in range(max(1, dim // 8), 0, -1) if dim % k == 0)
+    if m > dim or dim % m:
+        where = f"collection {collection!r} " if collection else ""
+        divisors = [k for k in (4, 8, 16, 32, 64, 128) if k <= dim and dim % k == 0]
+        raise ConfigurationError(
+            f"IVF_PQ pq_m {m} must divide the embedding dimension: {where}has dim {dim}; "
+            f"use one of {', '.join(map(str, divisors))} (WORKBENCH_STORAGE__PQ_M) or unset it "
+            "for one sub-quantizer per 8 dimensions"
+        )
+    return m
+
+
+def index_params(
+    index_type: str, storage: StorageSettings, dim: int, collection: str = ""
+) -> dict[str, Any]:
+    """Milvus build parameters of ``index_type`` from the settings (validated against ``dim``)."""
+    if index_type == "HNSW":
+        return {"M": storage.hnsw_m, "efConstruction": storage.hnsw_ef_construction}
+    if index_type in ("IVF_FLAT", "IVF_SQ8"):
+        return {"nlist": storage.ivf_nlist}
+    if index_type == "IVF_PQ":
+        m = pq_m_for(dim, storage, collection)
+        return {"nlist": storage.ivf_nlist, "m": m, "nbits": storage.pq_nbits}
+    return {}
+
+
+def search_params(index_type: str, storage: StorageSettings, top_k: int) -> dict[str, Any]:
+    """Milvus search parameters of ``index_type`` from the settings, for ``top_k`` results."""
+    if index_type == "HNSW":
+        return {"ef": max(storage.hnsw_ef, top_k)}  # Milvus refuses ef < top_k
+    if index_type.startswith("IVF"):
+        return {"nprobe": min(storage.ivf_nprobe, storage.ivf_nlist)}
+    return {}
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -66,25 +111,62 @@ class VectorIndex:
         return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
     @property
+    def consistency(self) -> str:
+        return self.storage.milvus_consistency
+
+    @property
     def client(self) -> Any:
         if self._client is None:
             pymilvus = require("pymilvus", None, "the Milvus vector index")
             kwargs: dict[str, Any] = {}
+            db = self.storage.milvus_db
             if self.is_lite:
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+                if db not in (None, "default"):
+                    raise ConfigurationError(
+                        f"milvus_db {db!r} needs a Milvus server: the Lite file {self.uri} has"
+                        " one database. Unset WORKBENCH_STORAGE__MILVUS_DB or set"
+                        " WORKBENCH_STORAGE__MILVUS_URI to a server (`workbench milvus start`)"
+                    )
             if self.storage.milvus_token is not None:
                 kwargs["token"] = self.storage.milvus_token.get_secret_value()
             try:
+                if db and not self.is_lite:
+                    self._ensure_database(pymilvus, db, kwargs)
+                    kwargs["db_name"] = db
                 self._client = pymilvus.MilvusClient(self.uri, **kwargs)
+            except StoreError:
+                raise
             except Exception as e:  # noqa: BLE001 - pymilvus wraps many causes
-                hint = (
-                    " (a Milvus Lite file can be opened by one process at a time; close the other"
-                    " kernel, or serve it with `milvus-lite server` and use its URI)"
-                    if self.is_lite and "lock" in str(e).lower()
-                    else ""
-                )
+                if self.is_lite and "lock" in str(e).lower():
+                    hint = (
+                        " (a Milvus Lite file can be opened by one process at a time; close the"
+                        " other kernel, or serve it with `milvus-lite server` and use its URI)"
+                    )
+                elif not self.is_lite:
+                    hint = (
+                        " (is the server running? `workbench milvus start` runs one on"
+                        " 127.0.0.1:19530)"
+                    )
+                else:
+                    hint = ""
                 raise StoreError(f"cannot open Milvus at {self.uri}: {e}{hint}") from e
         return self._client
+
+    def _ensure_database(self, pymilvus: Any, db: str, kwargs: dict[str, Any]) -> None:
+        """Create the server database ``db`` unless it exists."""
+        admin = pymilvus.MilvusClient(self.uri, **kwargs)
+        try:
+            if db not in admin.list_databases():
+                try:
+                    admin.create_database(db)
+                except Exception as e:  # noqa: BLE001 - another process may have just made it
+                    if db not in admin.list_databases():
+                        raise StoreError(
+                            f"cannot create Milvus database {db!r} on {self.uri}: {e}"
+                        ) from e
+        finally:
+            admin.close()
 
     def close(self) -> None:
         if self._client is not None:
@@ -92,21 +174,22 @@ class VectorIndex:
             self._client = None
 
     # ---- collections -------------------------------------------------------
-    def _index_params(self, index_type: str) -> dict[str, Any]:
-        if index_type == "HNSW":
-            return {"M": self.storage.hnsw_m, "efConstruction": self.storage.hnsw_ef_construction}
-        if index_type in ("IVF_FLAT", "IVF_SQ8"):
-            return {"nlist": 1024}
-        if index_type == "IVF_PQ":
-            return {"nlist": 1024, "m": 16, "nbits": 8}
-        return {}
+    def _index_params(self, index_type: str, dim: int, name: str = "") -> dict[str, Any]:
+        return index_params(index_type, self.storage, dim, name)
 
-    def _search_params(self, index_type: str) -> dict[str, Any]:
-        if index_type == "HNSW":
-            return {"ef": self.storage.hnsw_ef}
-        if index_type.startswith("IVF"):
-            return {"nprobe": 32}
-        return {}
+    def _search_params(self, index_type: str, top_k: int = 10) -> dict[str, Any]:
+        return search_params(index_type, self.storage, top_k)
+
+    def build_params(self, name: str, dim: int, index_type: str) -> dict[str, Any]:
+        """The build parameters of a new ``index_type`` index on collection ``name``;
+        ConfigurationError when this Milvus or the settings cannot build it."""
+        if index_type == "IVF_PQ" and self.is_lite:
+            raise ConfigurationError(
+                f"Milvus Lite ({self.uri}) has no IVF_PQ index (collection {name!r}): use"
+                " HNSW, IVF_SQ8, IVF_FLAT or FLAT, or a Milvus server for IVF_PQ"
+                " (`workbench milvus start`, then WORKBENCH_STORAGE__MILVUS_URI)"
+            )
+        return self._index_params(index_type, dim, name)
 
     def ensure_collection(
         self,
@@ -124,6 +207,7 @@ class VectorIndex:
 
         index_type = index_type or self.storage.index_type
         metric = metric or self.storage.metric or "cosine"
+        params = self.build_params(name, dim, index_type)  # validated before anything is made
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
@@ -135,7 +219,7 @@ class VectorIndex:
             field_name="vector",
             index_type=index_type,
             metric_type=_MILVUS_METRIC[metric],
-            params=self._index_params(index_type),
+            params=params,
         )
         c.create_collection(name, schema=schema, index_params=index)
         self._specs[name] = IndexSpec(index_type, metric)
@@ -251,7 +335,7 @@ class VectorIndex:
             name,
             filter=self._filter(name, pack),
             output_fields=["count(*)"],
-            consistency_level="Strong",
+            consistency_level=self.consistency,
         )
         return int(res[0]["count(*)"])
 
@@ -261,7 +345,13 @@ class VectorIndex:
             return set()
         out: set[int] = set()
         flt = " and ".join(t for t in ("id >= 0", self._filter(name, pack)) if t)
-        it = self.client.query_iterator(name, batch_size=10_000, filter=flt, output_fields=["id"])
+        it = self.client.query_iterator(
+            name,
+            batch_size=10_000,
+            filter=flt,
+            output_fields=["id"],
+            consistency_level=self.consistency,
+        )
         try:
             while batch := it.next():
                 out.update(int(r["id"]) for r in batch)
@@ -292,9 +382,10 @@ class VectorIndex:
                 output_fields=["photo_id", "source"],
                 search_params={
                     "metric_type": _MILVUS_METRIC[spec.metric],
-                    "params": self._search_params(spec.index_type),
+                    "params": self._search_params(spec.index_type, top_k),
                 },
                 anns_field="vector",
+                consistency_level=self.consistency,
             )
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"searching {name} failed: {e}") from e
@@ -302,7 +393,7 @@ class VectorIndex:
 
     def _hit(self, h: dict[str, Any], metric: Metric) -> VectorHit:
         entity = h.get("entity", {})
-        # Lite names the key by its field ("id"); some servers say "pk".
+        # Lite and the 2.3 server both name the key by its field ("id"); some servers say "pk".
         face_id = h.get("id", h.get("pk", entity.get("id")))
         dist = float(h["distance"])
         # On unit vectors squared L2 = 2 - 2·cos; report cosine either way.
