@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from loguru import logger
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from workbench import monitoring as mon
 from workbench.errors import WorkbenchError
 from workbench.faces.types import AnalyzedFace
 from workbench.imaging import DecodedImage, decode_image, sha256
 from workbench.monitoring import progress_bar
 from workbench.sources import PhotoRef, open_source
-from workbench.store.catalog import Analysis, Face, Photo, utcnow
+from workbench.store.catalog import Analysis, Face, Photo, Run, utcnow
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -68,6 +70,8 @@ class _Prepared:
     size: int | None = None
     image: DecodedImage | None = None
     error: str | None = None
+    error_kind: str = "read"
+    """What failed, for the errors-by-kind metric: read, decode, analysis or poison."""
     done_before: bool = False
     existing_id: int | None = None
     """Catalog row this photo updates (same bytes seen before, or a retried error)."""
@@ -174,9 +178,10 @@ def _read(ref: PhotoRef) -> tuple[bytes | None, str | None]:
 
 def _decode(item: _Prepared, data: bytes, wb: Workbench) -> _Prepared:
     try:
-        item.image = decode_image(data, wb.settings.limits)
+        with mon.stage("decode"):
+            item.image = decode_image(data, wb.settings.limits)
     except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
-        item.error = _describe(e)
+        item.error, item.error_kind = _describe(e), "decode"
         return item
     _cache_thumbnail(item, wb)
     return item
@@ -206,11 +211,23 @@ def _batches(items: Sequence[PhotoRef], n: int) -> Iterator[Sequence[PhotoRef]]:
         yield items[i : i + n]
 
 
+@dataclass
+class _Outcome:
+    """What one photo of a batch came to, applied to the report once the batch committed."""
+
+    item: _Prepared
+    status: str
+    """done, no_faces, error, pending or skipped (another worker analysed it meanwhile)."""
+    photo_id: int | None = None
+    n_faces: int = 0
+
+
 class Ingest:
     """One ingest run over some sources into a workbench.
 
     ``analyze=False`` makes it a register-only run: no model is loaded and
-    decodable photos are recorded ``pending``.
+    decodable photos are recorded ``pending``. A long-lived run (a worker's)
+    is `begin`, any number of `feed`, then `end`.
     """
 
     def __init__(
@@ -227,6 +244,7 @@ class Ingest:
         self.report = IngestReport(kind="ingest" if analyze else "register")
         self._seen: set[str] = set()
         self._pack_name: str | None = None
+        self._t0 = 0.0
 
     def run(self, specs: Iterable[str], source: str | None = None) -> IngestReport:
         """Ingest (or, with ``analyze=False``, register) the photos of these sources."""
@@ -250,30 +268,56 @@ class Ingest:
         return self._run(["catalog"], jobs)
 
     def _run(self, specs: list[str], jobs: Callable[[], list[_Job]]) -> IngestReport:
+        self.begin(specs)
+        status = "interrupted"
+        try:
+            self._process(jobs())
+            status = "done"
+        finally:
+            self.end(status)
+        return self.report
+
+    def begin(self, specs: list[str]) -> None:
+        """Load the pack, bring the index in line with the catalog, record the run."""
         wb = self.wb
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         if self.analyze:
             pack = wb.pack.load()
             self._pack_name = pack.name
             wb.register_pack()
             wb.sync_index()
-        todo = jobs()
         self.report.run_id = wb.catalog.start_run(
             self._pack_name or "-", specs, kind=self.report.kind
         )
-        status = "interrupted"
-        try:
-            self._process(todo)
-            status = "done"
-        finally:
-            if self.report.faces:
-                wb.index.flush(wb.collection)
-            self.report.seconds = time.perf_counter() - t0
-            counts: dict[str, Any] = dict(self.report.counts())
-            if self.report.pending:
-                counts["pending"] = self.report.pending
-            counts["seconds"] = round(self.report.seconds, 3)
-            wb.catalog.finish_run(self.report.run_id, counts, status)
+
+    def feed(self, refs: Sequence[PhotoRef]) -> None:
+        """Process more photos in the run begun (a worker's batch of jobs).
+
+        Returns once the batch's photos and faces are committed and their
+        vectors written; the run's counts in the catalog follow.
+        """
+        self._seen.clear()  # a job delivered again must be looked at again
+        self._process([_Job(r) for r in refs])
+        self._save_counts("running")
+
+    def fail(self, refs: Sequence[PhotoRef], reason: str, kind: str) -> None:
+        """Record these photos as errors without reading them (a worker gives up on a job)."""
+        items = []
+        for ref in refs:
+            failed = self.wb.catalog.error_photo(ref.source, ref.uri)
+            existing = failed.id if failed is not None else None
+            items.append(_Prepared(ref, error=reason, error_kind=kind, existing_id=existing))
+        self._seen.clear()
+        self._handle_batch(items)
+        self._save_counts("running")
+
+    def end(self, status: str = "done") -> IngestReport:
+        """Flush the vectors and close the run with its counts."""
+        wb = self.wb
+        if self.report.faces:
+            wb.index.flush(wb.collection)
+        self.report.seconds = time.perf_counter() - self._t0
+        self._save_counts(status)
         logger.info(
             "{} run {} done: {} ({:.2f} photos/s)",
             self.report.kind,
@@ -282,6 +326,21 @@ class Ingest:
             self.report.photos_per_second,
         )
         return self.report
+
+    def _save_counts(self, status: str) -> None:
+        if self.report.run_id is None:
+            return
+        counts: dict[str, Any] = dict(self.report.counts())
+        if self.report.pending:
+            counts["pending"] = self.report.pending
+        if status == "running":
+            with self.wb.catalog.session.begin() as s:
+                run = s.get(Run, self.report.run_id)
+                if run is not None:
+                    run.counts = counts
+            return
+        counts["seconds"] = round(self.report.seconds, 3)
+        self.wb.catalog.finish_run(self.report.run_id, counts, status)
 
     def _collect(self, specs: Sequence[str], source: str | None) -> list[PhotoRef]:
         refs: list[PhotoRef] = []
@@ -292,6 +351,7 @@ class Ingest:
                 listed = list(open_source(spec, self.wb.settings, source).refs())
             except WorkbenchError as e:
                 logger.error("{}: {}", spec, e)
+                mon.ERRORS.labels(kind="source").inc()
                 self.report.errors += 1
                 self.report.error_details.append((spec, str(e)))
                 continue
@@ -333,12 +393,61 @@ class Ingest:
         for item in items:
             key = item.sha or f"{item.ref.source}\0{item.ref.uri}"
             if item.done_before or key in self._seen:
-                self.report.skipped += 1
+                self._count(_Outcome(item, "skipped"))
                 continue
             self._seen.add(key)
             todo.append(item)
         results = self._analyze(todo) if self.analyze else {}
-        self._write_index(self._write_catalog(todo, results))
+        for attempt in range(3):
+            try:
+                with mon.stage("store"):
+                    rows, outcomes = self._write_catalog(todo, results)
+                break
+            except (IntegrityError, OperationalError) as e:
+                # Another process (a second worker) committed one of these photos
+                # meanwhile (same bytes: unique sha256), or held SQLite's write
+                # lock: nothing of this batch was written; look again and retry.
+                if attempt == 2:
+                    mon.ERRORS.labels(kind="store").inc()
+                    raise
+                logger.info("batch collided with another writer ({}); retrying", type(e).__name__)
+                self._adopt_existing(todo)
+        for outcome in outcomes:
+            self._count(outcome)
+        with mon.stage("store"):
+            self._write_index(rows)
+
+    def _adopt_existing(self, todo: list[_Prepared]) -> None:
+        """Point photos that another process has just added at their catalog rows."""
+        for item in todo:
+            if item.sha is not None and item.existing_id is None:
+                existing = self.wb.catalog.photo_by_sha(item.sha)
+                if existing is not None:
+                    item.existing_id = existing.id
+
+    def _count(self, outcome: _Outcome) -> None:
+        """Apply one photo's outcome to the report, the metrics and the log."""
+        report, item, pack = self.report, outcome.item, self._pack_name or "-"
+        log = logger.bind(photo=outcome.photo_id if outcome.photo_id is not None else item.ref.uri)
+        mon.PHOTOS_PROCESSED.labels(pack=pack, status=outcome.status).inc()
+        if outcome.status == "skipped":
+            report.skipped += 1
+            return
+        report.photos += 1
+        if outcome.status == "error":
+            report.errors += 1
+            report.error_details.append((item.ref.uri, item.error or ""))
+            mon.ERRORS.labels(kind=item.error_kind).inc()
+            log.warning("{}: error: {}", item.ref.uri, item.error)
+        elif outcome.status == "pending":
+            report.pending += 1
+        elif outcome.status == "no_faces":
+            report.no_faces += 1
+            log.info("{}: no faces found", item.ref.uri)
+        else:
+            report.faces += outcome.n_faces
+            mon.FACES_PROCESSED.labels(pack=pack).inc(outcome.n_faces)
+            log.debug("{}: {} faces", item.ref.uri, outcome.n_faces)
 
     def _analyze(self, todo: list[_Prepared]) -> dict[int, list[AnalyzedFace]]:
         """Faces of every decodable photo, batched across photos where the pack can."""
@@ -355,17 +464,22 @@ class Ingest:
                 results[i] = pack.analyze(item.image.rgb)  # type: ignore[union-attr]
             except Exception as e:  # noqa: BLE001 - one bad photo must not stop the batch
                 item.error = f"face analysis failed: {type(e).__name__}: {e}"
+                item.error_kind = "analysis"
         return results
 
     def _write_catalog(
         self, todo: list[_Prepared], results: dict[int, list[AnalyzedFace]]
-    ) -> list[tuple[int, int, str, np.ndarray]]:
+    ) -> tuple[list[tuple[int, int, str, np.ndarray]], list[_Outcome]]:
         """Commit photos and faces in one transaction.
 
-        Returns (face id, photo id, source, vector) of the new faces, for the index.
+        Returns (face id, photo id, source, vector) of the new faces, for the
+        index, and each photo's outcome (applied to the report by the caller,
+        once the transaction committed).
         """
-        wb, report, pack_name = self.wb, self.report, self._pack_name
+        wb, pack_name, run_id = self.wb, self._pack_name, self.report.run_id
         faces_written: list[Face] = []
+        placed: list[tuple[_Outcome, Photo]] = []
+        outcomes: list[_Outcome] = []
         with wb.catalog.session.begin() as s:
             for idx, item in enumerate(todo):
                 ref = item.ref
@@ -373,7 +487,21 @@ class Ingest:
                     stale = s.get(Photo, item.stale_id)
                     if stale is not None:
                         s.delete(stale)
-                photo = s.get(Photo, item.existing_id) if item.existing_id else None
+                # Locked (on PostgreSQL) so two workers given the same photo cannot
+                # both add its faces: the second sees the first one's verdict.
+                photo = (
+                    s.get(Photo, item.existing_id, with_for_update=True)
+                    if item.existing_id
+                    else None
+                )
+                if (
+                    photo is not None
+                    and pack_name is not None
+                    and item.error is None
+                    and s.get(Analysis, (photo.id, pack_name)) is not None
+                ):
+                    outcomes.append(_Outcome(item, "skipped", photo.id))
+                    continue
                 if photo is None:
                     photo = Photo(
                         sha256=item.sha,
@@ -384,7 +512,7 @@ class Ingest:
                     )
                     s.add(photo)
                 photo.size_bytes = item.size
-                photo.run_id = report.run_id
+                photo.run_id = run_id
                 if pack_name is not None:
                     photo.pack = pack_name
                 photo.updated_at = utcnow()
@@ -394,22 +522,19 @@ class Ingest:
                 faces = results.get(idx, [])
                 if item.error is not None:
                     photo.status, photo.error, photo.n_faces = "error", item.error, 0
-                    report.errors += 1
-                    report.error_details.append((ref.uri, item.error))
-                    logger.warning("{}: error: {}", ref.uri, item.error)
+                    outcome = _Outcome(item, "error")
                 elif pack_name is None:
                     photo.status, photo.error, photo.n_faces = "pending", None, 0
-                    report.pending += 1
+                    outcome = _Outcome(item, "pending")
                 elif not faces:
                     photo.status, photo.error, photo.n_faces = "no_faces", None, 0
-                    report.no_faces += 1
-                    logger.info("{}: no faces found", ref.uri)
+                    outcome = _Outcome(item, "no_faces")
                 else:
                     photo.status, photo.error, photo.n_faces = "done", None, len(faces)
                     for f in faces:
                         d = f.detection
                         row = Face(
-                            pack=pack_name,  # type: ignore[arg-type]
+                            pack=pack_name,
                             x1=d.box[0],
                             y1=d.box[1],
                             x2=d.box[2],
@@ -421,8 +546,7 @@ class Ingest:
                         )
                         photo.faces.append(row)
                         faces_written.append(row)
-                    report.faces += len(faces)
-                    logger.debug("{}: {} faces", ref.uri, len(faces))
+                    outcome = _Outcome(item, "done", n_faces=len(faces))
                 if pack_name is not None and item.error is None:
                     if photo.id is None:
                         s.flush()  # assigns the photo id the verdict refers to
@@ -431,14 +555,17 @@ class Ingest:
                             photo_id=photo.id,
                             pack=pack_name,
                             n_faces=len(faces),
-                            run_id=report.run_id,
+                            run_id=run_id,
                             analysed_at=utcnow(),
                         )
                     )
-                report.photos += 1
-            s.flush()  # assigns face ids
+                outcomes.append(outcome)
+                placed.append((outcome, photo))
+            s.flush()  # assigns face and photo ids
+            for outcome, photo in placed:
+                outcome.photo_id = photo.id
             rows = [(f.id, f.photo.id, f.photo.source, f.vector()) for f in faces_written]
-        return rows
+        return rows, outcomes
 
     def _write_index(self, rows: list[tuple[int, int, str, np.ndarray]]) -> None:
         if not rows:
