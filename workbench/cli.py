@@ -16,6 +16,7 @@ import click
 from workbench.cli_dashboards import dashboards_command
 from workbench.cli_detectors import evaluate_detectors_command
 from workbench.cli_export import export_command
+from workbench.cli_metrics import serve_metrics
 from workbench.cli_milvus import milvus_group
 from workbench.cli_notebooks import run_notebook
 from workbench.cli_people import cluster_command, people_group
@@ -81,6 +82,11 @@ def _show(result: Any, as_json: bool) -> None:
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option(
+    "--log-json",
+    is_flag=True,
+    help="Logs as JSON lines on stderr, with the photo as a field [default: $WORKBENCH_LOG_JSON].",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -90,10 +96,11 @@ def cli(
     embedder: str | None,
     verbose: int,
     quiet: bool,
+    log_json: bool,
 ) -> None:
     """Find, group and search faces in photo collections."""
     level = "WARNING" if quiet else ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
-    configure_logging(level)
+    configure_logging(level, json=log_json)
     ctx.obj = {"home": home, "pack": pack, "detector": detector, "embedder": embedder}
 
 
@@ -522,6 +529,7 @@ cli.add_command(export_command)
 cli.add_command(cluster_command)
 cli.add_command(people_group)
 cli.add_command(dashboards_command)
+cli.add_command(serve_metrics)
 cli.add_command(milvus_group)
 
 

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from workbench.errors import ConfigurationError
+from workbench.redaction import redact
 
 Stage = Literal["decode", "detect", "embed", "store"]
 STAGES: tuple[str, ...] = ("decode", "detect", "embed", "store")
@@ -400,7 +401,8 @@ def json_line(record: Any) -> str:
     if record["exception"] is not None:
         kind, value, tb = record["exception"]
         doc["exception"] = "".join(traceback.format_exception(kind, value, tb)).rstrip()
-    return _json.dumps(doc, ensure_ascii=False, default=str)
+    # Bound fields are not covered by the message patcher; a URL may hold a token.
+    return redact(_json.dumps(doc, ensure_ascii=False, default=str))
 
 
 def _json_format(record: Any) -> str:
