@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tests.integration.conftest import DevWorkbench
 
@@ -52,13 +53,60 @@ def test_monitor_shows_runs_counts_errors_agreement_and_metrics(dev_local: DevWo
     else:
         assert "No photos in error." in app.errors.value
 
-    # Metrics: the package registers none yet, so the process's are shown, and it says so.
-    assert 'data-package-metrics="false"' in app.metrics.value
-    assert "registers no Prometheus metrics yet" in app.metrics.value
-    assert "process_" in app.metrics.value or "python_" in app.metrics.value
+    # Metrics: the workbench's own, from this process (the dev ingest ran here).
+    page = app.metrics.value
+    assert 'data-package-metrics="true"' in page
+    assert "python_gc" not in page and "_created" not in page
+    photos = sum(
+        s.value
+        for s in _samples()
+        if s.name == "workbench_photos_processed_total" and f"pack={wb.pack.name}" in s.labels
+    )
+    assert photos >= n  # this process ingested the dev set (other tests may have added more)
+    decode = re.search(
+        r'data-metric="workbench_stage_seconds" data-p50="([\d.]+)" data-p95="([\d.]+)">'
+        r"(?:<td[^>]*>[^<]*</td>){2}<td[^>]*>stage=decode</td>",
+        page,
+    )
+    assert decode is not None, page[:2000]
+    assert 0 < float(decode.group(1)) <= float(decode.group(2)) < 60
+    for stage in ("detect", "embed", "store"):
+        assert f"stage={stage}" in page
+    assert "workbench_process_resident_memory_bytes" in page
+    assert "workbench_errors_total" in page and "workbench_search_seconds" in page
 
     app.refresh()
     assert app.banner.value == ""
+
+
+def _samples() -> list:  # type: ignore[type-arg]
+    from workbench.widgets.monitor import prometheus_samples
+
+    samples, own = prometheus_samples()
+    assert own
+    return samples
+
+
+def test_histograms_are_summarised_with_quantiles() -> None:
+    from workbench.widgets.monitor import histogram_quantile, metrics_html, prometheus_samples
+
+    registry = CollectorRegistry()
+    h = Histogram("workbench_x_seconds", "x", ["stage"], buckets=(0.1, 1.0), registry=registry)
+    for v in (0.05, 0.05, 0.5, 0.5):
+        h.labels(stage="a").observe(v)
+    h.labels(stage="b")
+    samples, own = prometheus_samples(registry)
+    by = {s.labels: s for s in samples}
+    assert own and set(by) == {"stage=a", "stage=b"}
+    a = by["stage=a"]
+    assert a.kind == "histogram" and a.value == 4 and abs(a.mean - 0.275) < 1e-9
+    assert abs(a.p50 - 0.1) < 1e-9 and abs(a.p95 - (0.1 + 0.9 * 1.8 / 2)) < 1e-9
+    assert math.isnan(by["stage=b"].p50)
+    page = metrics_html(samples, own)
+    assert page.count('data-testid="metric-row"') == 2 and "no observations yet" in page
+    # PromQL's rules: a quantile in +Inf is the highest finite bound; empty is NaN.
+    assert histogram_quantile(0.99, [(1.0, 1.0), (math.inf, 10.0)]) == 1.0
+    assert math.isnan(histogram_quantile(0.5, []))
 
 
 def test_package_metrics_are_preferred_when_registered() -> None:

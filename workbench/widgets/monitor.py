@@ -17,10 +17,12 @@ tests read the numbers the user reads:
 * ``[data-testid=agreement]`` per pack, catalog faces vs index vectors
   (``data-agree`` true/false on the table and each row; the words *agree* /
   *differ*);
-* ``[data-testid=metrics]`` Prometheus metrics from ``prometheus_client``'s
-  registry (``data-package-metrics`` says whether the package registers any of its
-  own; until it does, the process's default collectors are shown and the page
-  says so).
+* ``[data-testid=metrics]`` this process's Prometheus metrics from
+  ``prometheus_client``'s registry: the workbench's own (``workbench_*``,
+  ``data-package-metrics="true"``): counters and gauges with their value,
+  histograms (stage and search latency) as one row per series with the count
+  and mean / p50 / p95 (``data-p50``, ``data-p95`` in seconds). A registry
+  without them (a test's own) shows every sample and says so.
 
 The numbers come from `workbench.reports` (shared with the report notebook)
 and `Workbench.stats`; this module only renders them. Each section fails on
@@ -107,22 +109,33 @@ def speed_figure(table: pd.DataFrame) -> Any:
 
 @dataclass(frozen=True)
 class MetricSample:
-    """One sample of a Prometheus metric as ``generate_latest`` would print it."""
+    """One series of a Prometheus metric.
+
+    Counters and gauges: ``value`` is the sample's value. Histograms: one
+    sample per label set, ``value`` the observation count and ``mean``,
+    ``p50``, ``p95`` in the metric's unit (NaN before the first observation);
+    quantiles are interpolated within buckets as PromQL's
+    ``histogram_quantile`` does.
+    """
 
     name: str
     kind: str
     labels: str
     value: float
     help: str
+    mean: float = math.nan
+    p50: float = math.nan
+    p95: float = math.nan
 
 
 def prometheus_samples(registry: Any = None) -> tuple[list[MetricSample], bool]:
-    """Samples of ``registry`` (default ``prometheus_client.REGISTRY``) and whether any of
+    """Series of ``registry`` (default ``prometheus_client.REGISTRY``) and whether any of
     them is the package's own (name starting with `PACKAGE_METRIC_PREFIX`).
 
     When the package has metrics only those are returned; otherwise every
-    sample (the process's default collectors), so the page shows what a
-    scrape of this process would see rather than nothing.
+    series (the process's default collectors), so the page shows what a
+    scrape of this process would see rather than nothing. ``*_created``
+    timestamps are left out; histograms are summarised (see `MetricSample`).
     """
     try:
         import prometheus_client
@@ -131,19 +144,76 @@ def prometheus_samples(registry: Any = None) -> tuple[list[MetricSample], bool]:
             "prometheus-client is not installed: pip install 'face-workbench[server]'"
         ) from e
     registry = registry if registry is not None else prometheus_client.REGISTRY
-    samples = [
-        MetricSample(
-            s.name,
-            family.type,
-            ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
-            float(s.value),
-            family.documentation,
+    samples: list[MetricSample] = []
+    for family in registry.collect():
+        if family.type == "histogram":
+            samples.extend(_histogram_samples(family))
+            continue
+        samples.extend(
+            MetricSample(
+                s.name, family.type, _labels(s.labels), float(s.value), family.documentation
+            )
+            for s in family.samples
+            if not s.name.endswith("_created")
         )
-        for family in registry.collect()
-        for s in family.samples
-    ]
     own = [s for s in samples if s.name.startswith(PACKAGE_METRIC_PREFIX)]
     return (own, True) if own else (samples, False)
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _histogram_samples(family: Any) -> list[MetricSample]:
+    series: dict[str, dict[str, Any]] = {}
+    for s in family.samples:
+        labels = {k: v for k, v in s.labels.items() if k != "le"}
+        one = series.setdefault(_labels(labels), {"buckets": [], "count": 0.0, "sum": 0.0})
+        if s.name.endswith("_bucket"):
+            one["buckets"].append((float(s.labels["le"]), float(s.value)))
+        elif s.name.endswith("_count"):
+            one["count"] = float(s.value)
+        elif s.name.endswith("_sum"):
+            one["sum"] = float(s.value)
+    out = []
+    for labels, one in series.items():
+        count, buckets = one["count"], sorted(one["buckets"])
+        out.append(
+            MetricSample(
+                family.name,
+                "histogram",
+                labels,
+                count,
+                family.documentation,
+                one["sum"] / count if count else math.nan,
+                histogram_quantile(0.5, buckets),
+                histogram_quantile(0.95, buckets),
+            )
+        )
+    return out
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """The ``q`` quantile of cumulative ``(upper bound, count)`` buckets, as PromQL computes it.
+
+    Linear within the bucket that holds it; the lowest bucket starts at 0; a
+    quantile in the ``+Inf`` bucket is the highest finite bound. NaN when empty.
+    """
+    if not buckets or buckets[-1][1] <= 0:
+        return math.nan
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
 
 
 # ---- renderers (pure: tests read them without a browser) -------------------------------
@@ -250,26 +320,47 @@ def agreement_html(packs: Iterable[Any]) -> str:
 
 
 def metrics_html(samples: list[MetricSample], own: bool) -> str:
-    """Prometheus samples as a table, with a note when the package registers none yet."""
+    """Prometheus series as a table; histograms with count, mean, p50 and p95."""
     note = (
-        "Metrics the workbench package registers."
+        "This process's workbench metrics (an ingest run here counts; one run by the CLI "
+        "or a worker shows on that process's endpoint and in `workbench serve-metrics`)."
         if own
-        else "The workbench package registers no Prometheus metrics yet; shown are this "
-        "process's default collectors (what a scrape of it would see)."
+        else "No workbench metrics in this registry; shown are its default collectors "
+        "(what a scrape of it would see)."
     )
-    rows = [
-        '<tr data-testid="metric-row">'
-        + _cells(s.name, s.kind, s.labels, _num(s.value, 4))
-        + "</tr>"
-        for s in samples
-    ]
+    rows = []
+    for s in samples:
+        if s.kind == "histogram":
+            attrs = f' data-p50="{_num(s.p50, 6)}" data-p95="{_num(s.p95, 6)}"'
+            summary = (
+                f"mean {_duration(s.mean)}, p50 {_duration(s.p50)}, p95 {_duration(s.p95)}"
+                if s.value
+                else "no observations yet"
+            )
+            value = str(int(s.value))
+        else:
+            attrs, summary, value = "", "", _num(s.value, 4)
+        rows.append(
+            f'<tr data-testid="metric-row" data-metric="{_e(s.name)}"{attrs}>'
+            + _cells(s.name, s.kind, s.labels, value, summary)
+            + "</tr>"
+        )
     table = _table(
-        "metrics-table", ("Metric", "Type", "Labels", "Value"), rows, f'data-count="{len(rows)}"'
+        "metrics-table",
+        ("Metric", "Type", "Labels", "Value (histograms: count)", "Latency"),
+        rows,
+        f'data-count="{len(rows)}"',
     )
     return (
         f'<div data-testid="metrics" data-package-metrics="{str(own).lower()}" '
         f'data-count="{len(rows)}"><p data-testid="metrics-note">{_e(note)}</p>{table}</div>'
     )
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "—"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 # ---- the app -----------------------------------------------------------------------------
@@ -428,6 +519,7 @@ __all__ = [
     "Monitor",
     "agreement_html",
     "errors_html",
+    "histogram_quantile",
     "metrics_html",
     "prometheus_samples",
     "runs_html",
