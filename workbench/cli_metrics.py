@@ -26,7 +26,7 @@ from workbench.errors import StoreError, WorkbenchError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from workbench.settings import WorkbenchSettings
+    from workbench.settings import QueueSettings, WorkbenchSettings
 
 CATALOG_METRIC_NAMES: tuple[str, ...] = (
     "workbench_catalog_up",
@@ -196,51 +196,37 @@ def _safe_url(url: str) -> str:
 
 
 class QueuePoller:
-    """Sets ``workbench_queue_depth{queue=<stream>}`` from the Redis broker every few seconds.
+    """Sets ``workbench_queue_depth{queue=<stream>}`` from the broker every few seconds.
 
-    Depth is the jobs of the workers' consumer group not yet acknowledged:
-    waiting (``lag``) plus delivered but unfinished (``pending``); the stream
-    length when the group does not exist yet. A polling thread rather than
-    a collector, because the gauge is already registered by
-    ``workbench.monitoring`` and a second family of that name would break the
-    exposition.
+    Depth as the workers report it (`workbench.queue.queue_state`): jobs of the
+    workers' consumer group waiting plus delivered but not yet acknowledged.
+    A polling thread rather than a collector, because the gauge is already
+    registered by ``workbench.monitoring`` and a second family of that name
+    would break the exposition.
     """
 
-    def __init__(self, url: str, stream: str, group: str, interval_s: float = 5.0) -> None:
-        self.url, self.stream, self.group, self.interval_s = url, stream, group, interval_s
+    def __init__(self, queue: QueueSettings, interval_s: float = 5.0) -> None:
+        self.queue, self.interval_s = queue, interval_s
         self._stop = threading.Event()
         self._warned = False
 
-    def depth(self) -> int:
-        import redis
-
-        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            for info in client.xinfo_groups(self.stream):
-                name = info["name"]
-                if (name.decode() if isinstance(name, bytes) else name) == self.group:
-                    lag = info.get("lag")
-                    if lag is None:  # Redis < 7 or an unknown lag: the stream's length
-                        lag = client.xlen(self.stream)
-                    return int(lag) + int(info.get("pending", 0))
-            return int(client.xlen(self.stream))
-        except redis.ResponseError:  # the stream does not exist yet
-            return 0
-        finally:
-            client.close()
-
     def poll_once(self) -> None:
         from workbench import monitoring as mon
+        from workbench.queue import queue_state
 
+        stream = self.queue.stream
         try:
-            mon.QUEUE_DEPTH.labels(queue=self.stream).set(self.depth())
+            mon.QUEUE_DEPTH.labels(queue=stream).set(queue_state(self.queue).depth)
             self._warned = False
         except Exception as e:  # noqa: BLE001 — the broker may come and go; keep serving
             if not self._warned:
-                logger.warning("queue depth unavailable ({}): {}", _safe_url(self.url), _short(e))
+                logger.warning(
+                    "queue depth unavailable: {}",
+                    _short(e).replace(self.queue.url, _safe_url(self.queue.url)),
+                )
                 self._warned = True
             with contextlib.suppress(KeyError):
-                mon.QUEUE_DEPTH.remove(self.stream)
+                mon.QUEUE_DEPTH.remove(stream)
 
     def start(self) -> None:
         def loop() -> None:
@@ -301,7 +287,7 @@ def serve_metrics(ctx: click.Context, port: int, host: str, queue_depth: bool) -
         raise click.ClickException(str(e)) from e
     poller = None
     if queue_depth:
-        poller = QueuePoller(settings.queue.url, settings.queue.stream, settings.queue.group)
+        poller = QueuePoller(settings.queue)
         poller.start()
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving metrics on http://{shown}:{bound}/metrics (Ctrl-C stops)", err=True)

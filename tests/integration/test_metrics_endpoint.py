@@ -220,3 +220,45 @@ def test_ingest_json_logs_carry_the_photo(
     for name in ("broken.jpg", *PHOTOS[:3]):
         assert by_name[name].get("photo") not in (None, ""), by_name[name]
     assert by_name["broken.jpg"]["level"] == "WARNING"
+
+
+def test_queue_poller_reports_depth_and_survives_a_down_broker(redis_url: str) -> None:
+    """Depth as the workers compute it (waiting + pending of the group); a broker that is
+    down removes the series instead of failing."""
+    import redis
+    from loguru import logger
+    from prometheus_client import REGISTRY
+
+    from workbench.cli_metrics import QueuePoller
+    from workbench.settings import QueueSettings
+
+    queue = QueueSettings(url=redis_url, stream="test:metrics-depth", group="g")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(queue.stream)
+        for i in range(5):
+            client.xadd(queue.stream, {"job": str(i)})
+        client.xgroup_create(queue.stream, queue.group, id="0")
+        client.xreadgroup(queue.group, "c1", {queue.stream: ">"}, count=2)  # 2 pending
+        poller = QueuePoller(queue)
+        poller.poll_once()
+        assert REGISTRY.get_sample_value("workbench_queue_depth", {"queue": queue.stream}) == 5
+        pending = client.xpending_range(queue.stream, queue.group, "-", "+", 10)
+        client.xack(queue.stream, queue.group, *[m["message_id"] for m in pending])
+        poller.poll_once()
+        assert REGISTRY.get_sample_value("workbench_queue_depth", {"queue": queue.stream}) == 3
+    finally:
+        client.delete(queue.stream)
+        client.close()
+
+    down = QueuePoller(QueueSettings(url=f"redis://:s3cret@127.0.0.1:{_free_port()}/0"))
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="WARNING", format="{message}")
+    try:
+        down.poll_once()
+        down.poll_once()  # warned once, not per poll
+    finally:
+        logger.remove(sink)
+    assert len(messages) == 1 and "queue depth unavailable" in messages[0]
+    assert "s3cret" not in messages[0]
+    assert REGISTRY.get_sample_value("workbench_queue_depth", {"queue": down.queue.stream}) is None
