@@ -17,7 +17,7 @@ import pytest
 
 # Real servers started once per session, by the tests that ask for them.
 from tests.services.milvus import milvus_server  # noqa: F401
-from tests.services.postgres import postgres_url  # noqa: F401
+from tests.services.postgres import fresh_pg_url, postgres_url  # noqa: F401
 from tests.services.redis import redis_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ from workbench.cli_metrics import serve_metrics
 from workbench.cli_milvus import milvus_group
 from workbench.cli_notebooks import run_notebook
 from workbench.cli_people import cluster_command, people_group
+from workbench.cli_workers import enqueue_command, worker_command
 from workbench.errors import WorkbenchError
 from workbench.monitoring import configure_logging
 from workbench.sources.tokens import ask_missing_tokens
@@ -529,6 +530,8 @@ cli.add_command(export_command)
 cli.add_command(cluster_command)
 cli.add_command(people_group)
 cli.add_command(dashboards_command)
+cli.add_command(enqueue_command)
+cli.add_command(worker_command)
 cli.add_command(serve_metrics)
 cli.add_command(milvus_group)
 

@@ -224,8 +224,9 @@ async def _publish(jobs: Sequence[PhotoJob], queue: QueueSettings) -> None:
     except Exception as e:  # noqa: BLE001
         raise WorkbenchError(f"cannot reach the broker at {queue.url}: {e}") from e
     try:
-        for i in range(0, len(jobs), 500):
-            chunk = jobs[i : i + 500]
+        # A few in flight at a time: the client's connection pool is bounded.
+        for i in range(0, len(jobs), 32):
+            chunk = jobs[i : i + 32]
             await asyncio.gather(
                 *(broker.publish(j.to_message(), stream=queue.stream) for j in chunk)
             )

@@ -127,6 +127,7 @@ def run_worker(settings: WorkbenchSettings, options: WorkerOptions) -> IngestRep
     """Consume jobs until stopped (SIGINT / SIGTERM) or, with ``until_empty``, drained."""
     check_broker_url(settings.queue.url)
     require("faststream.redis", "workers", "the job queue")
+    queue_state(settings.queue)  # an unreachable broker is said before models load
     if options.metrics_port is not None:
         port = mon.serve_metrics(options.metrics_port)
         logger.info("worker {} metrics on http://127.0.0.1:{}/metrics", options.name, port)
