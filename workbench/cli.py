@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from workbench.cli_dashboards import dashboards_command
+from workbench.cli_db import db_group
 from workbench.cli_detectors import evaluate_detectors_command
 from workbench.cli_export import export_command
 from workbench.cli_metrics import serve_metrics
@@ -532,6 +533,7 @@ cli.add_command(people_group)
 cli.add_command(dashboards_command)
 cli.add_command(enqueue_command)
 cli.add_command(worker_command)
+cli.add_command(db_group)
 cli.add_command(serve_metrics)
 cli.add_command(milvus_group)
 

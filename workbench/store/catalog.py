@@ -2,11 +2,20 @@
 
 The catalog is the source of truth. Embeddings are kept here so the vector
 index can be rebuilt without re-running models.
+
+Its schema is versioned with Alembic (``workbench/store/migrations``): opening a
+`Catalog` brings any catalog to the newest revision (a new database, one made
+before migrations, one a revision behind), under a lock so several processes
+opening it at once (workers on several machines on one PostgreSQL) upgrade it
+once. At the newest revision opening costs one small query. A catalog newer
+than the code is refused with the revision it is at. ``workbench db upgrade`` /
+``workbench db current`` do the same explicitly.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +36,14 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
+    make_url,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -40,12 +53,47 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002")
+"""The catalog's Alembic revisions, oldest first (tests check them against the scripts)."""
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x57_42_43_41_54_4C_47  # pg_advisory_xact_lock key: "WBCATLG"
+IN_CHUNK = 5000
+"""Ids per ``IN (...)`` list on SQLite (at most 32766 bind parameters there)."""
+PG_ARRAY_CHUNK = 100_000
+"""Ids per ``= ANY(array)`` on PostgreSQL: one bind parameter (an IN list of thousands of
+parameters is both limited to 65535 and slow to send through psycopg)."""
+SOURCE_LENGTH = 512
+"""``photos.source``: as long as the vector index's source field."""
+
 PhotoStatus = Literal["pending", "done", "no_faces", "error"]
 """``pending``: registered (read, hashed, decoded) but not yet analysed by any pack."""
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def chunked(ids: Sequence[int] | Any, size: int = IN_CHUNK) -> Iterator[list[int]]:
+    """Ids in lists of at most ``size``, for ``IN (...)`` (bind parameters are limited)."""
+    items = [int(i) for i in ids]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def id_in(column: Any, ids: Sequence[int] | Any, dialect: str) -> Iterator[Any]:
+    """``column IN ids`` as one condition per part of ``ids`` the database takes at once:
+    ``IN (...)`` lists of `IN_CHUNK` on SQLite, ``= ANY(:array)`` on PostgreSQL. Run the
+    query once per condition and combine the results."""
+    if dialect == "postgresql":
+        from sqlalchemy import any_, literal
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        for chunk in chunked(ids, PG_ARRAY_CHUNK):
+            yield column == any_(literal(chunk, ARRAY(Integer)))
+    else:
+        for chunk in chunked(ids):
+            yield column.in_(chunk)
 
 
 class Base(DeclarativeBase):
@@ -80,12 +128,16 @@ class Photo(Base):
     __table_args__ = (
         Index("ix_photos_source_status", "source", "status"),
         Index("ix_photos_uri", "uri"),
+        # The gallery's pages: a filter, newest first (WHERE x = ? ORDER BY id DESC LIMIT n).
+        Index("ix_photos_status_id", "status", "id"),
+        Index("ix_photos_source_id", "source", "id"),
+        Index("ix_photos_origin_id", "origin", "id"),
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # NULL when the bytes could not be read at all (the uri identifies it then).
     sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
-    source: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(SOURCE_LENGTH))
     origin: Mapped[str] = mapped_column(String(40))
     uri: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int | None] = mapped_column(Integer)
@@ -203,27 +255,166 @@ class Rejection(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, foreign_keys: bool = True) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for a lock
+    cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboards) do not block the ingest
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
+def _sqlite_memory(url: str) -> bool:
+    u = make_url(url)
+    return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (for messages and ``workbench db current``)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def catalog_revision(conn: Connection) -> str | None:
+    """The schema revision the database is at: None before migrations (or when empty)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    revs = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(revs) > 1:
+        from workbench.errors import StoreError
+
+        raise StoreError(
+            f"the catalog's alembic_version table names several revisions ({', '.join(revs)}); "
+            "the workbench's migrations are one line: repair the table by hand"
+        )
+    return revs[0] if revs else None
+
+
+def _check_known(rev: str | None, url: str) -> None:
+    if rev is not None and rev not in SCHEMA_REVISIONS:
+        from workbench.errors import StoreError
+
+        raise StoreError(
+            f"the catalog at {redacted(url)} is at schema revision {rev!r}, which this "
+            f"workbench does not know (it knows {', '.join(SCHEMA_REVISIONS)}; newest "
+            f"{SCHEMA_HEAD}): a newer workbench upgraded it; upgrade the workbench "
+            "(pip install -U face-workbench) to open it"
+        )
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Any:
+    """An Alembic `Config` for the catalog's migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _migration_engine(url: str) -> Engine:
+    """SQLite: a connection of its own for the upgrade. Foreign keys off (rebuilding a
+    table in batch mode drops it, which would otherwise cascade-delete its children),
+    and one explicit ``BEGIN IMMEDIATE`` transaction: the upgrade is atomic and holds
+    the write lock, so a second process opening the file waits, then finds it done."""
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+
+    def connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver's own BEGINs off: ours below
+        _sqlite_pragmas(dbapi_conn, record, foreign_keys=False)
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
+def upgrade_catalog(
+    url: str, engine: Engine | None = None, wait_s: float = 600.0
+) -> tuple[str | None, str]:
+    """Bring the catalog at ``url`` to the newest revision; returns (before, after).
+
+    Serialised between processes: on PostgreSQL by a transaction-level advisory
+    lock, on SQLite by the write lock of ``BEGIN IMMEDIATE``; the revision is
+    read again under the lock, so the second process finds the work done. The
+    whole upgrade is one transaction on both (DDL is transactional there).
+    A database with the tables but no ``alembic_version`` (made before
+    migrations) goes through revision 0001, which creates only what is missing.
+    """
+    from alembic import command
+
+    if make_url(url).get_backend_name() == "sqlite" and not _sqlite_memory(url):
+        eng = _migration_engine(url)
+    else:  # a server database, or an in-memory SQLite only the given engine can reach
+        eng = engine or create_engine(url)
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                with eng.connect() as conn:
+                    if eng.dialect.name == "postgresql":
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                        )
+                    else:
+                        conn.begin()
+                    before = catalog_revision(conn)
+                    _check_known(before, url)
+                    if before != SCHEMA_HEAD:
+                        command.upgrade(alembic_config(conn), "head")
+                    conn.commit()
+                    return before, SCHEMA_HEAD
+            except OperationalError as exc:
+                # SQLite: another process held the write lock past busy_timeout (a long
+                # rebuild of a big catalog): wait on, up to wait_s.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+    finally:
+        if eng is not engine:
+            eng.dispose()
+
+
 class Catalog:
-    """Photos, faces, packs and runs in any SQLAlchemy database (SQLite by default)."""
+    """Photos, faces, packs and runs in any SQLAlchemy database (SQLite by default).
+
+    Opening brings the schema to the newest revision (module notes); ``upgraded``
+    is then ``(before, after)``, or None when it was already there.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
+        if url.startswith("sqlite:///") and not _sqlite_memory(url):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        # Server databases: a connection dropped while a notebook sat idle is replaced.
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not sqlite)
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        self.upgraded: tuple[str | None, str] | None = None
+        try:
+            with self.engine.connect() as conn:
+                rev = catalog_revision(conn)
+            _check_known(rev, url)
+            if rev != SCHEMA_HEAD:
+                before, after = upgrade_catalog(url, self.engine)
+                # None too when another process upgraded it while this one waited.
+                self.upgraded = (before, after) if before != after else None
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+    def id_in(self, column: Any, ids: Sequence[int] | Any) -> Iterator[Any]:
+        """`id_in` for this catalog's database (for queries by many ids)."""
+        return id_in(column, ids, self.engine.dialect.name)
+
+    def revision(self) -> str | None:
+        """The schema revision the catalog is at."""
+        with self.engine.connect() as conn:
+            return catalog_revision(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -308,8 +499,11 @@ class Catalog:
             return list(s.scalars(q))
 
     def photos_by_ids(self, ids: Sequence[int]) -> dict[int, Photo]:
+        out: dict[int, Photo] = {}
         with self.session() as s:
-            return {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(list(ids))))}
+            for cond in self.id_in(Photo.id, ids):
+                out.update((p.id, p) for p in s.scalars(select(Photo).where(cond)))
+        return out
 
     def find_photo(self, ref: str) -> Photo | None:
         """A photo by id, sha256 or uri."""
@@ -322,8 +516,11 @@ class Catalog:
 
     # ---- faces -------------------------------------------------------------
     def faces_by_ids(self, ids: Sequence[int]) -> dict[int, Face]:
+        out: dict[int, Face] = {}
         with self.session() as s:
-            return {f.id: f for f in s.scalars(select(Face).where(Face.id.in_(list(ids))))}
+            for cond in self.id_in(Face.id, ids):
+                out.update((f.id, f) for f in s.scalars(select(Face).where(cond)))
+        return out
 
     def unindexed_faces(self, pack: str, limit: int = 5000) -> list[Face]:
         with self.session() as s:
@@ -332,7 +529,8 @@ class Catalog:
 
     def mark_indexed(self, face_ids: Sequence[int], value: bool = True) -> None:
         with self.session.begin() as s:
-            s.execute(update(Face).where(Face.id.in_(list(face_ids))).values(indexed=value))
+            for cond in self.id_in(Face.id, face_ids):
+                s.execute(update(Face).where(cond).values(indexed=value))
 
     def iter_faces(self, pack: str, batch: int = 5000) -> Iterator[list[Face]]:
         """All faces of a pack in id order, a batch at a time (keyset paging)."""
@@ -359,26 +557,33 @@ class Catalog:
         ids: list[int] = []
         photo_ids: list[int] = []
         vecs: list[NDArray[np.float32]] = []
-        wanted = None if face_ids is None else sorted(set(int(i) for i in face_ids))
-        last = 0
-        while True:
-            q = select(Face.id, Face.photo_id, Face.embedding).where(Face.pack == pack)
-            if wanted is not None:
-                chunk = [i for i in wanted if i > last][:batch]
-                if not chunk:
-                    break
-                q = q.where(Face.id.in_(chunk))
-            else:
-                q = q.where(Face.id > last)
-            with self.session() as s:
-                rows = s.execute(q.order_by(Face.id).limit(batch)).all()
-            if not rows:
-                break
+        base = select(Face.id, Face.photo_id, Face.embedding).where(Face.pack == pack)
+
+        def take(rows: Sequence[Any]) -> None:
             for fid, pid, emb in rows:
                 ids.append(fid)
                 photo_ids.append(pid)
                 vecs.append(np.frombuffer(emb, dtype=np.float32))
-            last = rows[-1][0]
+
+        if face_ids is not None:
+            # Ascending parts of the sorted ids: the result stays in id order, and a part
+            # with none of this pack's faces does not end the walk.
+            wanted = sorted({int(i) for i in face_ids})
+            for part in chunked(wanted, batch):
+                for cond in self.id_in(Face.id, part):
+                    with self.session() as s:
+                        take(s.execute(base.where(cond).order_by(Face.id)).all())
+        else:
+            last = 0
+            while True:
+                with self.session() as s:
+                    rows = s.execute(
+                        base.where(Face.id > last).order_by(Face.id).limit(batch)
+                    ).all()
+                if not rows:
+                    break
+                take(rows)
+                last = rows[-1][0]
         dim = vecs[0].shape[0] if vecs else 0
         return (
             np.asarray(ids, dtype=np.int64),

@@ -1,0 +1,58 @@
+"""Alembic environment of the catalog.
+
+The workbench runs it programmatically (`workbench.store.catalog.upgrade_catalog`,
+`workbench db upgrade`), handing in an open connection under
+``config.attributes["connection"]``; nobody needs an alembic.ini. A developer
+can still run the alembic command with ``-x url=<sqlalchemy url>``
+(``alembic -c /dev/null -x url=... ``: see `workbench.store.catalog.alembic_config`).
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from workbench.store.catalog import Base
+
+config = context.config
+target_metadata = Base.metadata  # for `alembic revision --autogenerate` only
+
+
+def _url() -> str:
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise SystemExit("give the catalog's URL: alembic -x url=sqlite:///path/catalog.sqlite ...")
+    return url
+
+
+def run_offline() -> None:
+    context.configure(
+        url=_url(), target_metadata=target_metadata, render_as_batch=True, literal_binds=True
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        engine = create_engine(_url())
+        with engine.connect() as conn:
+            context.configure(
+                connection=conn, target_metadata=target_metadata, render_as_batch=True
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        engine.dispose()
+        return
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()
