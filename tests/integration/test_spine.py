@@ -1,4 +1,5 @@
-"""The spine's acceptance: real models, real photos, real SQLite and Milvus Lite."""
+"""The spine's acceptance: real models, real photos, real SQLite and Milvus Lite
+(and the search test again on a Milvus server + PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import local_pack_settings
 from tests.integration.conftest import DevWorkbench
+from tests.services.milvus import drop_milvus_db, milvus_db_name
+from tests.services.postgres import fresh_pg_url  # noqa: F401 - fixture
 from workbench.store.catalog import Face, Photo
 
 pytestmark = pytest.mark.integration
@@ -51,6 +55,36 @@ def test_search_finds_same_person(fixture: str, request: pytest.FixtureRequest) 
     rate, misses = top1_rate(dw)
     n = sum(1 for _ in misses)
     assert rate >= PACK_GOALS[fixture], f"top-1 {rate:.1%} (misses {n}): {misses}"
+
+
+@pytest.mark.server
+def test_search_finds_same_person_on_server_and_postgres(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    models_dir: Path,
+    faces_dev_dir: Path,
+    dev_photos: list,
+    milvus_server: str,
+    fresh_pg_url: str,  # noqa: F811 - fixture
+) -> None:
+    """The same search test, `local` pack, same goal, with the vectors on a real Milvus
+    server and the catalog on PostgreSQL."""
+    from workbench.core import Workbench
+
+    db = milvus_db_name(request)
+    storage = {"milvus_uri": milvus_server, "milvus_db": db, "catalog_url": fresh_pg_url}
+    settings = local_pack_settings(tmp_path / "wb", models_dir, storage=storage)
+    wb = Workbench(settings)  # type: ignore[arg-type]
+    try:
+        assert not wb.index.is_lite and wb.catalog.engine.dialect.name == "postgresql"
+        report = wb.ingest([faces_dev_dir / "images"], progress=False)
+        dw = DevWorkbench(wb, report, dev_photos)
+        assert report.photos == len(dev_photos) and wb.stats().agree
+        rate, misses = top1_rate(dw)
+        assert rate >= PACK_GOALS["dev_local"], f"top-1 {rate:.1%} (misses {len(misses)}): {misses}"
+    finally:
+        wb.close()
+        drop_milvus_db(milvus_server, db)
 
 
 @pytest.mark.parametrize("fixture", ["dev_local", "dev_dlib"])
