@@ -49,11 +49,14 @@ def test_monitor_shows_runs_counts_agreement_and_metrics(
     assert errors.count() == 1
     assert "Traceback" not in page.content()
 
-    # Prometheus: what the process exposes, and that the package has none of its own yet.
+    # Prometheus: the workbench's own metrics, as the page's process has them.
     metrics = page.locator("[data-testid=metrics]")
-    assert metrics.get_attribute("data-package-metrics") == "false"
-    assert "registers no Prometheus metrics yet" in metrics.inner_text()
-    assert page.locator("tr[data-testid=metric-row]").count() > 0
+    assert metrics.get_attribute("data-package-metrics") == "true"
+    assert "workbench metrics" in metrics.inner_text()
+    names = {
+        r.get_attribute("data-metric") for r in page.locator("tr[data-testid=metric-row]").all()
+    }
+    assert {"workbench_photos_processed_total", "workbench_stage_seconds"} <= names, names
     screenshot(page, "monitor")
 
     # Refresh reads again and draws the same numbers.
