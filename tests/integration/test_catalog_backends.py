@@ -207,6 +207,24 @@ def test_time_zones_and_booleans(catalog: Catalog) -> None:
         assert got.replace(tzinfo=None) == when.replace(tzinfo=None)
 
 
+def test_timestamps_come_back_in_utc(catalog: Catalog) -> None:
+    """Whatever time zone the server or the database is set to (exports write UTC)."""
+    if catalog.engine.dialect.name == "postgresql":
+        with catalog.engine.connect() as c:
+            db = c.exec_driver_sql("SELECT current_database()").scalar()
+            c.exec_driver_sql(f"ALTER DATABASE \"{db}\" SET timezone TO 'Asia/Tokyo'")
+            c.commit()
+        catalog.close()  # new connections take the database's setting
+    when = dt.datetime(2024, 12, 31, 23, 30, tzinfo=dt.timezone.utc)
+    pid = add_photo(catalog, 1, created_at=when)
+    with catalog.session() as s:
+        got = s.scalar(select(Photo.created_at).where(Photo.id == pid))
+    assert got is not None
+    assert got.utcoffset() in (None, dt.timedelta(0)) and got.replace(tzinfo=None) == dt.datetime(
+        2024, 12, 31, 23, 30
+    )
+
+
 # ---- ids, cascades ----------------------------------------------------------------------
 def test_ids_are_never_reused(catalog: Catalog) -> None:
     a, b = add_photo(catalog, 1), add_photo(catalog, 2)

@@ -1,4 +1,7 @@
-"""Exports of the ingested dev set read back equal to the catalog, from the API and the CLI."""
+"""Exports of the ingested dev set read back equal to the catalog, from the API and the CLI.
+
+On SQLite (`dev_local`) and on PostgreSQL (`dev_local_pg`, ``server`` mark).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,24 @@ from sqlalchemy import select
 
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import DevWorkbench
+from tests.services.postgres import dev_local_pg  # noqa: F401  (the postgresql params)
 from workbench.export import FACE_COLUMNS, PHOTO_COLUMNS, export
 from workbench.store.catalog import Face, Photo
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
+    ]
+)
+def dev_any(request: pytest.FixtureRequest) -> DevWorkbench:
+    """The dev workbench with its catalog on SQLite, then on PostgreSQL."""
+    name = "dev_local" if request.param == "sqlite" else "dev_local_pg"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
 
 FLOATS = {"x1", "y1", "x2", "y2", "score"}
 INTS = {"face_id", "photo_id", "size_bytes", "width", "height", "n_faces", "cluster", "person_id"}
@@ -79,8 +96,8 @@ def catalog_photos(wb: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_faces_round_trip(dev_local: DevWorkbench, tmp_path: Path, fmt: str) -> None:
-    wb: Any = dev_local.wb
+def test_faces_round_trip(dev_any: DevWorkbench, tmp_path: Path, fmt: str) -> None:
+    wb: Any = dev_any.wb
     out = tmp_path / f"faces.{fmt}"
     result = export(wb, "faces", None, out)
     rows = read_back(out, fmt, FACE_COLUMNS)
@@ -97,10 +114,10 @@ def test_faces_round_trip(dev_local: DevWorkbench, tmp_path: Path, fmt: str) -> 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_photos_round_trip(dev_local: DevWorkbench, tmp_path: Path, fmt: str) -> None:
-    wb: Any = dev_local.wb
+def test_photos_round_trip(dev_any: DevWorkbench, tmp_path: Path, fmt: str) -> None:
+    wb: Any = dev_any.wb
     out = tmp_path / "sub" / f"photos.{fmt}"
-    assert export(wb, "photos", fmt, out).rows == len(dev_local.photos)
+    assert export(wb, "photos", fmt, out).rows == len(dev_any.photos)
     rows = read_back(out, fmt, PHOTO_COLUMNS)
     expected = catalog_photos(wb)
     assert [{k: r[k] for k in expected[0]} for r in rows] == expected
@@ -113,15 +130,16 @@ def test_photos_round_trip(dev_local: DevWorkbench, tmp_path: Path, fmt: str) ->
 
 
 def test_cli_exports_while_the_index_is_open(
-    dev_local: DevWorkbench, tmp_path: Path, models_dir: Path
+    dev_any: DevWorkbench, tmp_path: Path, models_dir: Path
 ) -> None:
     """This process holds the Milvus Lite file; the CLI reads only the catalog."""
-    wb: Any = dev_local.wb
+    wb: Any = dev_any.wb
     faces = wb.stats().faces  # opens the vector index here
     out = tmp_path / "cli" / "faces.csv"
-    proc = run_cli(
-        ["export", "--what", "faces", "--out", str(out), "--json"], cli_env(wb.home, models_dir)
-    )
+    env = cli_env(wb.home, models_dir)
+    if wb.settings.storage.catalog_url:
+        env["WORKBENCH_STORAGE__CATALOG_URL"] = wb.settings.storage.catalog_url
+    proc = run_cli(["export", "--what", "faces", "--out", str(out), "--json"], env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
         "what": "faces",
@@ -134,8 +152,7 @@ def test_cli_exports_while_the_index_is_open(
     assert out.read_bytes() == mine.read_bytes()
 
     proc = run_cli(
-        ["export", "--what", "people", "--person", "1", "--out", str(tmp_path / "p.xlsx")],
-        cli_env(wb.home, models_dir),
+        ["export", "--what", "people", "--person", "1", "--out", str(tmp_path / "p.xlsx")], env
     )
     assert proc.returncode == 2 and "error: no person with id 1" in proc.stderr
     assert not (tmp_path / "p.xlsx").exists()

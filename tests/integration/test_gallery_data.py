@@ -1,7 +1,9 @@
 """The gallery's data layer on the real dev set: categories, thumbnails, boxes, vanished files.
 
 Uses the session's `dev_local` workbench (the whole dev set ingested with the
-`local` pack) read-only; thumbnails go to each test's own folder.
+`local` pack) read-only; thumbnails go to each test's own folder. The category
+and detail tests run on SQLite and on PostgreSQL (`dev_local_pg`, the same
+ingest into a catalog on the session's PostgreSQL; ``server`` mark).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PIL import Image
 
 from tests.conftest import DevPhoto
 from tests.integration.conftest import DevWorkbench
+from tests.services.postgres import dev_local_pg  # noqa: F401  (the postgresql params)
 from workbench.gallery import GalleryFilter, GalleryItem, facets, gallery_page, photo_detail
 from workbench.thumbnails import ThumbnailCache, ThumbnailError, draw_boxes
 
@@ -35,6 +38,18 @@ def magenta(jpeg: bytes) -> np.ndarray:
     return (a[..., 0] > 180) & (a[..., 1] < 90) & (a[..., 2] > 180)
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
+    ]
+)
+def dev_any(request: pytest.FixtureRequest) -> DevWorkbench:
+    """The dev workbench with its catalog on SQLite, then on PostgreSQL."""
+    name = "dev_local" if request.param == "sqlite" else "dev_local_pg"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def cache(dev_local: DevWorkbench, tmp_path: Path) -> ThumbnailCache:
     return ThumbnailCache(dev_local.wb.settings, root=tmp_path / "thumbnails")  # type: ignore[attr-defined]
@@ -43,34 +58,56 @@ def cache(dev_local: DevWorkbench, tmp_path: Path) -> ThumbnailCache:
 # ---- categories --------------------------------------------------------------------
 @pytest.mark.parametrize("scoped", [False, True])
 def test_no_face_category_is_the_no_face_photos(
-    dev_local: DevWorkbench, dev_photos: list[DevPhoto], scoped: bool
+    dev_any: DevWorkbench, dev_photos: list[DevPhoto], scoped: bool
 ) -> None:
-    pack = dev_local.wb.pack.name if scoped else None  # type: ignore[attr-defined]
-    got = {Path(i.uri) for i in items(dev_local, GalleryFilter(status="no_faces", pack=pack))}
+    pack = dev_any.wb.pack.name if scoped else None  # type: ignore[attr-defined]
+    got = {Path(i.uri) for i in items(dev_any, GalleryFilter(status="no_faces", pack=pack))}
     want = {p.path.resolve() for p in dev_photos if p.category == "no_face"}
     assert len(want) == 4 and got == want
 
 
-def test_facets_of_the_dev_set(dev_local: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
-    f = facets(dev_local.wb.catalog)  # type: ignore[attr-defined]
+def test_facets_of_the_dev_set(dev_any: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
+    f = facets(dev_any.wb.catalog)  # type: ignore[attr-defined]
     n = len(dev_photos)
     assert f.status == {"all": n, "faces": n - 4, "no_faces": 4, "errors": 0, "pending": 0}
     assert f.origin == {"local": n} and f.total == n
-    pack = dev_local.wb.pack.name  # type: ignore[attr-defined]
-    with_faces = items(dev_local, GalleryFilter(status="faces", pack=pack))
+    pack = dev_any.wb.pack.name  # type: ignore[attr-defined]
+    with_faces = items(dev_any, GalleryFilter(status="faces", pack=pack))
     assert len(with_faces) == n - 4 and all(i.n_faces >= 1 for i in with_faces)
 
 
-def test_detail_of_a_group_photo(dev_local: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
+def test_detail_of_a_group_photo(dev_any: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
     group = next(p for p in dev_photos if p.category == "group")
-    (item,) = [i for i in items(dev_local, GalleryFilter()) if Path(i.uri) == group.path.resolve()]
-    d = photo_detail(dev_local.wb.catalog, item.id)  # type: ignore[attr-defined]
-    assert d.pack == dev_local.wb.pack.name  # type: ignore[attr-defined]
+    (item,) = [i for i in items(dev_any, GalleryFilter()) if Path(i.uri) == group.path.resolve()]
+    d = photo_detail(dev_any.wb.catalog, item.id)  # type: ignore[attr-defined]
+    assert d.pack == dev_any.wb.pack.name  # type: ignore[attr-defined]
     assert len(d.faces) == item.n_faces >= 2
     for f in d.faces:
         x1, y1, x2, y2 = f.box
         assert 0 <= f.score <= 1 and x1 < x2 and y1 < y2 and len(f.landmarks) == 10
         assert -x1 < 0.2 * (x2 - x1) and x2 < d.width * 1.1  # type: ignore[operator]
+
+
+@pytest.mark.server
+def test_sqlite_and_postgresql_catalogs_agree(
+    dev_local: DevWorkbench,
+    dev_local_pg: DevWorkbench,  # noqa: F811
+) -> None:
+    """The same ingest on both databases: the same facets and the same pages."""
+    pack = dev_local.wb.pack.name  # type: ignore[attr-defined]
+    filters = [
+        GalleryFilter(),
+        GalleryFilter(status="faces", pack=pack),
+        GalleryFilter(status="no_faces"),
+        GalleryFilter(source="local", origin="local"),
+    ]
+    for flt in filters:
+        assert facets(dev_local.wb.catalog, flt) == facets(dev_local_pg.wb.catalog, flt)  # type: ignore[attr-defined]
+        got = [
+            sorted((i.sha256, i.uri, i.category, i.n_faces, i.width, i.date) for i in items(d, flt))
+            for d in (dev_local, dev_local_pg)
+        ]
+        assert got[0] == got[1] and got[0]
 
 
 # ---- thumbnails --------------------------------------------------------------------

@@ -8,6 +8,12 @@ Returns the admin URL ``postgresql+psycopg://postgres@127.0.0.1:<port>/postgres`
 ``fresh_pg_url`` (function): a new empty database on that server, dropped after
 the test (its connections terminated first).
 
+``dev_local_pg`` (session): the dev set ingested with the `local` pack into a
+catalog on that server (the PostgreSQL twin of ``dev_local``).
+
+Only ``postgres_url`` is imported by tests/conftest.py; a module that uses the
+others imports them (``from tests.services.postgres import fresh_pg_url``).
+
 The server binaries come from ``$WORKBENCH_TEST_PG_BIN`` or Debian's
 ``/usr/lib/postgresql/<version>/bin`` (15 preferred). PostgreSQL refuses to run
 as root, so as root every server command runs as the ``postgres`` user. If the
@@ -153,20 +159,68 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def fresh_pg_url(postgres_url: str) -> Iterator[str]:
     """URL of a new empty database on the session's server; dropped after the test."""
-    try:
-        from sqlalchemy import create_engine, text
-    except ImportError as exc:  # pragma: no cover - sqlalchemy is a core dependency
-        pytest.fail(f"fresh_pg_url needs sqlalchemy: {exc}", pytrace=False)
     name = f"t_{uuid.uuid4().hex[:16]}"
+    url = create_database(postgres_url, name)
     try:
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        yield url
+    finally:
+        drop_database(postgres_url, name)
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """A new empty database ``name`` on the server of ``admin_url``; returns its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any cause must fail the test, visibly
-        pytest.fail(f"could not create a PostgreSQL test database: {exc}", pytrace=False)
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"could not create the PostgreSQL database {name!r}: {exc}", pytrace=False)
     finally:
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with contextlib.suppress(Exception), admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_SHARED: dict[str, object] = {}
+"""Session-wide objects that several test modules import a fixture for (a fixture imported
+into two modules is two fixtures to pytest: this keeps it one)."""
+
+
+@pytest.fixture(scope="session")
+def dev_local_pg(
+    postgres_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    faces_dev_dir: Path,
+    dev_photos: list[object],
+) -> Iterator[object]:
+    """Like ``dev_local`` (the dev set ingested with the `local` pack), with its catalog
+    on PostgreSQL: built once per session, whichever modules import it."""
+    if "dev_local_pg" in _SHARED:
+        yield _SHARED["dev_local_pg"]
+        return
+    from tests.conftest import local_pack_settings
+    from tests.integration.conftest import _build
+
+    name = f"dev_local_{uuid.uuid4().hex[:8]}"
+    url = create_database(postgres_url, name)
+    home = tmp_path_factory.mktemp("dev-local-pg")
+    settings = local_pack_settings(home, models_dir, storage={"catalog_url": url})
+    dw = _build(settings, faces_dev_dir, dev_photos)  # type: ignore[arg-type]
+    _SHARED["dev_local_pg"] = dw
+    try:
+        yield dw
+    finally:
+        _SHARED.pop("dev_local_pg", None)
+        dw.wb.close()
+        drop_database(postgres_url, name)

@@ -264,6 +264,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, foreign_keys: bool = True) ->
     cur.close()
 
 
+def _postgres_utc(dbapi_conn: Any, _record: Any) -> None:
+    """Timestamps come back in UTC whatever the server's or the database's TimeZone (as
+    SQLite's do): exports and dates must not shift with the server's configuration."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    cur = dbapi_conn.cursor()
+    cur.execute("SET TIME ZONE 'UTC'")
+    cur.close()
+    dbapi_conn.autocommit = autocommit
+
+
 def _sqlite_memory(url: str) -> bool:
     u = make_url(url)
     return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
@@ -393,6 +404,8 @@ class Catalog:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not sqlite)
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "connect", _postgres_utc)
         self.upgraded: tuple[str | None, str] | None = None
         try:
             with self.engine.connect() as conn:
