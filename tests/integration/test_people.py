@@ -2,7 +2,9 @@
 
 Clustering, the user's corrections surviving a full re-cluster, the
 one-face-per-photo rule, incremental assignment of new photos of a known
-person, and import order not changing the grouping.
+person, and import order not changing the grouping. The tests on the shared
+clustered workbench run with its catalog on SQLite and on PostgreSQL (a fresh
+database of the session's server; ``server`` mark).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import cli_env, local_pack_settings, run_cli
+from tests.services.postgres import create_database, drop_database
 from workbench.core import Workbench
 from workbench.evaluation.cluster_labels import face_labels, read_labels_csv
 from workbench.store.catalog import Face, FacePerson, Photo
@@ -34,19 +37,37 @@ def _held_out(faces_dev_dir: Path) -> list[Path]:
     return [faces_dev_dir / r["path"] for r in rows[-HELD_OUT:]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
+    ],
+)
 def wb(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, faces_dev_dir: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    faces_dev_dir: Path,
 ) -> Iterator[Workbench]:
-    """The dev set minus two photos of one person, clustered once."""
+    """The dev set minus two photos of one person, clustered once (per database)."""
     home = tmp_path_factory.mktemp("people")
     held = set(_held_out(faces_dev_dir))
     photos = sorted(p for p in (faces_dev_dir / "images").iterdir() if p not in held)
-    w = Workbench(local_pack_settings(home, models_dir))
-    w.ingest(photos, progress=False)
-    w.cluster()
-    yield w
-    w.close()
+    extra: dict[str, object] = {}
+    if request.param == "postgresql":
+        admin = str(request.getfixturevalue("postgres_url"))
+        name = f"people_{home.name.replace('-', '_')}"[:60]
+        extra["storage"] = {"catalog_url": create_database(admin, name)}
+    w = Workbench(local_pack_settings(home, models_dir, **extra))
+    try:
+        w.ingest(photos, progress=False)
+        w.cluster()
+        yield w
+    finally:
+        w.close()
+        if extra:
+            drop_database(admin, name)
 
 
 def _people_faces(w: Workbench) -> dict[int, set[int]]:
