@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -75,8 +76,13 @@ _STALE_MARKERS = ("session", "already exist", "register", "etcdserver")
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether ``port`` can be bound on ``host`` (Milvus components bind all interfaces)."""
+    """Whether ``port`` can be listened on at ``host``.
+
+    Like the server's own (Go) listeners it sets SO_REUSEADDR, so connections of a
+    just-stopped server lingering in TIME_WAIT do not count as busy.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -274,17 +280,19 @@ class MilvusServer:
                 "(`workbench milvus start --port P --free-ports`, MilvusServer(ports={...}))"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cfg: Any = milvus.MilvusServerConfig(
-            data_dir=str(self.data_dir),
-            proxy_port=self.port,
-            **{key: self.ports[role] for role, key in _TEMPLATE_PORTS.items()},
-        )
+        # The launcher's own resolve() would move a busy port to the next free one
+        # (and count TIME_WAIT as busy): fill its template with exactly our ports instead.
+        cfg: Any = milvus.MilvusServerConfig(data_dir=str(self.data_dir))
+        cfg.resolve_storage()  # data, logs and etcd dirs under data_dir
+        cfg.set("proxy_port", self.port)
+        for role, key in _TEMPLATE_PORTS.items():
+            cfg.set(key, self.ports[role])
         for comp in _COMPONENTS:
             cfg.set(f"{comp}.ip", self.host)
         try:
-            cfg.resolve()  # writes configs/milvus.yaml; fails if a port cannot be bound
-        except RuntimeError as e:
-            raise StoreError(f"cannot start Milvus in {self.data_dir}: {e}") from e
+            cfg.write_config()  # configs/milvus.yaml
+        except (OSError, TypeError) as e:
+            raise StoreError(f"cannot write the Milvus config in {self.data_dir}: {e}") from e
         self._write_etcd_config()
         try:
             milvus._initialize_data_files(str(self.data_dir))  # noqa: SLF001 - unpacks bin/
@@ -322,6 +330,16 @@ class MilvusServer:
         milvus_yaml.write_text(text)
 
     def _wait_ready(self, uri: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
+        # pymilvus logs every refused connection with a traceback: quiet while polling.
+        quiet = logging.getLogger("pymilvus")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            self._poll_ready(uri, timeout, proc)
+        finally:
+            quiet.setLevel(level)
+
+    def _poll_ready(self, uri: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
         from pymilvus import MilvusClient
 
         deadline = time.monotonic() + timeout
