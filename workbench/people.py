@@ -163,13 +163,12 @@ class People:
             )
 
     def person_of(self, face_ids: Sequence[int]) -> dict[int, int | None]:
+        found: dict[int, int | None] = {}
         with self.catalog.session() as s:
-            rows = s.execute(
-                select(FacePerson.face_id, FacePerson.person_id).where(
-                    FacePerson.face_id.in_(list(face_ids))
-                )
-            )
-            found = dict(rows.all())
+            # In parts: an incremental run asks about every neighbour of every new face.
+            for cond in self.catalog.id_in(FacePerson.face_id, face_ids):
+                rows = s.execute(select(FacePerson.face_id, FacePerson.person_id).where(cond))
+                found.update((int(f), p) for f, p in rows)
         return {int(f): found.get(int(f)) for f in face_ids}
 
     def rejections(self) -> set[tuple[int, int]]:
@@ -322,10 +321,10 @@ class People:
 
     def _own_faces(self, face_ids: Iterable[int]) -> list[int]:
         wanted = list(dict.fromkeys(int(f) for f in face_ids))
+        found: set[int] = set()
         with self.catalog.session() as s:
-            found = set(
-                s.scalars(select(Face.id).where(Face.id.in_(wanted), Face.pack == self.pack))
-            )
+            for cond in self.catalog.id_in(Face.id, wanted):
+                found.update(s.scalars(select(Face.id).where(cond, Face.pack == self.pack)))
         missing = [f for f in wanted if f not in found]
         if missing:
             raise WorkbenchError(f"faces {missing} are not faces of pack {self.pack!r}")
@@ -367,13 +366,11 @@ class People:
                 self._set(s, f, None, confirmed=False)
 
     def _confirmed_map(self, face_ids: list[int]) -> dict[int, bool]:
+        found: dict[int, bool] = {}
         with self.catalog.session() as s:
-            rows = s.execute(
-                select(FacePerson.face_id, FacePerson.confirmed).where(
-                    FacePerson.face_id.in_(face_ids)
-                )
-            ).all()
-        found = {int(f): bool(c) for f, c in rows}
+            for cond in self.catalog.id_in(FacePerson.face_id, face_ids):
+                rows = s.execute(select(FacePerson.face_id, FacePerson.confirmed).where(cond))
+                found.update((int(f), bool(c)) for f, c in rows)
         return {f: found.get(f, False) for f in face_ids}
 
 

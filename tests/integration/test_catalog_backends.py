@@ -191,6 +191,25 @@ def test_long_in_lists(catalog: Catalog) -> None:
     assert catalog.face_vectors("a", face_ids=[late, *of_b], batch=2)[0].tolist() == [late]
 
 
+def test_people_lookups_by_many_faces(catalog: Catalog) -> None:
+    """An incremental clustering asks for the people of every neighbour of every new face."""
+    from workbench.people import People
+
+    pid = add_photo(catalog, 1, status="done")
+    fid = add_face(catalog, pid, "a", np.zeros(2))
+    with catalog.session.begin() as s:
+        s.add(Person(id=5, pack="a"))
+        s.flush()  # no relationship orders the two inserts
+        s.add(FacePerson(face_id=fid, pack="a", cluster=0, person_id=5, confirmed=True))
+    people = People(catalog, "a")
+    many = list(range(1, 70_001))
+    got = people.person_of(many)
+    assert len(got) == 70_000 and got[fid] == 5 and got[2] is None
+    assert people._confirmed_map(many)[fid] is True
+    with pytest.raises(Exception, match="not faces of pack"):
+        people._own_faces(many)
+
+
 def test_time_zones_and_booleans(catalog: Catalog) -> None:
     when = dt.datetime(2024, 12, 31, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     pid = add_photo(catalog, 1, created_at=when)
