@@ -10,6 +10,7 @@ writers racing on one photo, and the gallery's queries using its indexes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,39 @@ def test_gallery_pages_use_the_indexes(catalog: Catalog) -> None:
         assert len(page.items) == 48 and page.total == total
         ids = [i.id for i in page.items]
         assert ids == sorted(ids, reverse=True)
+
+
+# ---- workbench db ------------------------------------------------------------------------
+def test_db_commands(catalog: Catalog, tmp_path: Path) -> None:
+    """`workbench db current` reads the revision, `db upgrade` brings a catalog made before
+    migrations to the newest one; a catalog newer than the code is a clear error."""
+    import json
+
+    from tests.conftest import run_cli
+    from workbench.store.catalog import SCHEMA_HEAD
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(WORKBENCH_HOME=str(tmp_path / "home"), WORKBENCH_STORAGE__CATALOG_URL=catalog.url)
+    with catalog.engine.begin() as c:  # as if made before migrations
+        c.exec_driver_sql("DROP TABLE alembic_version")
+    doc = json.loads(run_cli(["db", "current", "--json"], env).stdout)
+    assert doc["revision"] is None and doc["head"] == SCHEMA_HEAD and not doc["up_to_date"]
+    assert doc["state"].startswith("before migrations")
+    assert doc["dialect"] == catalog.engine.dialect.name
+    done = run_cli(["db", "upgrade", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) | {"url": None} == {
+        "url": None,
+        "dialect": catalog.engine.dialect.name,
+        "before": None,
+        "after": SCHEMA_HEAD,
+        "changed": True,
+    }
+    assert catalog.revision() == SCHEMA_HEAD
+    with catalog.engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0100'")
+    text_out = run_cli(["db", "current"], env)
+    assert text_out.returncode == 0 and "newer than this workbench" in text_out.stdout
+    refused = run_cli(["db", "upgrade"], env)
+    assert refused.returncode != 0
+    assert "revision '0100'" in refused.stderr and "upgrade the workbench" in refused.stderr

@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -300,6 +300,18 @@ def catalog_revision(conn: Connection) -> str | None:
     return revs[0] if revs else None
 
 
+def _quick_revision(engine: Engine) -> str | None:
+    """The revision in one query (opening a catalog at the newest revision costs only
+    this); None when there is no version table (then `upgrade_catalog` looks closely)."""
+    with engine.connect() as conn:
+        try:
+            revs = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        except (OperationalError, ProgrammingError):  # no such table (or worse: looked at next)
+            conn.rollback()
+            return None
+    return revs[0] if len(revs) == 1 else None
+
+
 def _check_known(rev: str | None, url: str) -> None:
     if rev is not None and rev not in SCHEMA_REVISIONS:
         from workbench.errors import StoreError
@@ -408,8 +420,7 @@ class Catalog:
             event.listen(self.engine, "connect", _postgres_utc)
         self.upgraded: tuple[str | None, str] | None = None
         try:
-            with self.engine.connect() as conn:
-                rev = catalog_revision(conn)
+            rev = _quick_revision(self.engine)
             _check_known(rev, url)
             if rev != SCHEMA_HEAD:
                 before, after = upgrade_catalog(url, self.engine)

@@ -2,9 +2,17 @@
 
 The workbench runs it programmatically (`workbench.store.catalog.upgrade_catalog`,
 `workbench db upgrade`), handing in an open connection under
-``config.attributes["connection"]``; nobody needs an alembic.ini. A developer
-can still run the alembic command with ``-x url=<sqlalchemy url>``
-(``alembic -c /dev/null -x url=... ``: see `workbench.store.catalog.alembic_config`).
+``config.attributes["connection"]``; nobody needs an alembic.ini.
+
+A new revision, for developers (after changing the models in catalog.py)::
+
+    from alembic import command
+    from workbench.store.catalog import alembic_config
+    command.revision(alembic_config(url="sqlite:///catalog-at-head.sqlite"),
+                     "what changed", autogenerate=True, rev_id="0003")
+
+then review it (SQLite needs batch mode: see script.py.mako), add its id to
+`SCHEMA_REVISIONS` in catalog.py, and extend tests/unit/test_migrations.py.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ def _url() -> str:
         "sqlalchemy.url"
     )
     if not url:
-        raise SystemExit("give the catalog's URL: alembic -x url=sqlite:///path/catalog.sqlite ...")
+        raise SystemExit("no catalog URL: use workbench.store.catalog.alembic_config(url=...)")
     return url
 
 

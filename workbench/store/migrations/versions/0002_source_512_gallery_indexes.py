@@ -66,8 +66,12 @@ def _set_source_length(length: int, was: int) -> None:
 
 def upgrade() -> None:
     _set_source_length(512, 200)
+    # Only the missing ones: a catalog made by create_all of newer models, with no
+    # alembic_version, has them already (it is upgraded from the start).
+    existing = {ix["name"] for ix in sa.inspect(op.get_bind()).get_indexes("photos")}
     for name, columns in INDEXES:
-        op.create_index(name, "photos", columns)
+        if name not in existing:
+            op.create_index(name, "photos", columns)
 
 
 def downgrade() -> None:
