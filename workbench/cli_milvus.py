@@ -32,10 +32,8 @@ def _server(
     folder = _data_dir(ctx, data)
     ports = pick_ports(folder) if free_ports else None
     server = MilvusServer(folder, port=port or 19530, ports=ports)
-    if port is None:  # stop/status: the port it was started with
-        recorded = server.recorded_uri()
-        if recorded is not None:
-            server.port = int(recorded.rsplit(":", 1)[1])
+    if port is None:  # stop/status: the ports it was started with
+        server.adopt_recorded_ports()
     return server
 
 

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,17 @@ class MilvusServer:
             return None
         return f"http://{doc.get('host', self.host)}:{doc['proxy']}"
 
+    def adopt_recorded_ports(self) -> bool:
+        """Take the ports the server of this data dir was started with (to reach it from
+        another process); False when none are recorded."""
+        try:
+            doc = json.loads((self.data_dir / PORTS_FILE).read_text())
+            self.port = int(doc["proxy"])
+            self.ports = {role: int(doc.get(role, p)) for role, p in self.ports.items()}
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_file.read_text(errors="replace")
@@ -218,9 +230,9 @@ class MilvusServer:
         its URI without starting another.
         """
         if self.running():
-            uri = self.recorded_uri() or self.uri
-            self._wait_ready(uri, timeout, None)
-            return uri
+            self.adopt_recorded_ports()
+            self._wait_ready(self.uri, timeout, None)
+            return self.uri
         try:
             return self._start_once(timeout)
         except _StaleSession:
@@ -354,6 +366,13 @@ class MilvusServer:
                     f"starting; last lines of {self.log_file}:\n{tail}"
                 )
             try:
+                # Every component healthy (the proxy answers earlier, while the query
+                # node still registers: a first collection then waits ~30 s to load).
+                health = f"http://{self.host}:{self.ports['metrics']}/healthz"
+                with urllib.request.urlopen(health, timeout=5) as resp:  # noqa: S310 - local
+                    body = resp.read().decode(errors="replace")
+                if "OK" not in body:
+                    raise StoreError(f"{health}: {body.strip()[:200]}")
                 client = MilvusClient(uri, timeout=5)
                 try:
                     client.list_collections(timeout=5)
