@@ -21,6 +21,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.services.postgres import fresh_pg_url  # noqa: F401  (the PostgreSQL params use it)
+from workbench.errors import StoreError
 from workbench.store.catalog import (
     Analysis,
     Catalog,
@@ -381,19 +382,31 @@ def test_gallery_pages_use_the_indexes(catalog: Catalog) -> None:
 
 
 # ---- workbench db ------------------------------------------------------------------------
-def test_db_commands(catalog: Catalog, tmp_path: Path) -> None:
+def test_db_commands(catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`workbench db current` reads the revision, `db upgrade` brings a catalog made before
-    migrations to the newest one; a catalog newer than the code is a clear error."""
+    migrations to the newest one; a catalog newer than the code is a clear error. One
+    real `workbench` process (the command is wired into the entry point), the rest in
+    this process (click's runner)."""
     import json
 
+    from click.testing import CliRunner
+
     from tests.conftest import run_cli
+    from workbench.cli import cli
     from workbench.store.catalog import SCHEMA_HEAD
 
+    home = str(tmp_path / "home")
+    monkeypatch.setenv("WORKBENCH_STORAGE__CATALOG_URL", catalog.url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    env.update(WORKBENCH_HOME=str(tmp_path / "home"), WORKBENCH_STORAGE__CATALOG_URL=catalog.url)
+    env.update(WORKBENCH_HOME=home, WORKBENCH_STORAGE__CATALOG_URL=catalog.url)
+    runner = CliRunner()
+
+    def db(*args: str) -> Any:
+        return runner.invoke(cli, ["--home", home, "db", *args], catch_exceptions=True)
+
     with catalog.engine.begin() as c:  # as if made before migrations
         c.exec_driver_sql("DROP TABLE alembic_version")
-    doc = json.loads(run_cli(["db", "current", "--json"], env).stdout)
+    doc = json.loads(db("current", "--json").output)
     assert doc["revision"] is None and doc["head"] == SCHEMA_HEAD and not doc["up_to_date"]
     assert doc["state"].startswith("before migrations")
     assert doc["dialect"] == catalog.engine.dialect.name
@@ -407,10 +420,14 @@ def test_db_commands(catalog: Catalog, tmp_path: Path) -> None:
         "changed": True,
     }
     assert catalog.revision() == SCHEMA_HEAD
+    again = db("upgrade")
+    assert again.exit_code == 0 and f"already at revision {SCHEMA_HEAD}" in again.output
     with catalog.engine.begin() as c:
         c.exec_driver_sql("UPDATE alembic_version SET version_num = '0100'")
-    text_out = run_cli(["db", "current"], env)
-    assert text_out.returncode == 0 and "newer than this workbench" in text_out.stdout
-    refused = run_cli(["db", "upgrade"], env)
-    assert refused.returncode != 0
-    assert "revision '0100'" in refused.stderr and "upgrade the workbench" in refused.stderr
+    out = db("current")
+    assert out.exit_code == 0 and "revision 0100" in out.output
+    assert "newer than this workbench" in out.output
+    refused = db("upgrade")
+    assert isinstance(refused.exception, StoreError)
+    assert "revision '0100'" in str(refused.exception)
+    assert "upgrade the workbench" in str(refused.exception)
