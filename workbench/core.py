@@ -348,6 +348,10 @@ class Workbench:
         sharing = [p.name for p in self.catalog.packs() if p.collection == collection]
         if metric is None and self.index.has(collection):
             metric = self.index.index_spec(collection).metric  # kept unless asked
+        # Refuse settings the new index cannot be built with before dropping the old one.
+        self.index.build_params(
+            collection, pack_row.embedding_dim, index_type or self.settings.storage.index_type
+        )
         self.__dict__.pop("calibration", None)  # it belongs to the metric in use
         self.index.drop(collection)
         self.index.ensure_collection(

@@ -194,6 +194,12 @@ def test_delete_and_reindex(local_settings: object, dev_photos: list) -> None:
         assert wb.stats().agree
         hits = wb.search(group[1].path, threshold=90)
         assert any(m.photo == str(group[1].path.resolve()) for r in hits for m in r.matches)
+        # An index these settings cannot build is refused before the old one is dropped.
+        from workbench.errors import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match="no IVF_PQ"):
+            wb.reindex(index_type="IVF_PQ")
+        assert wb.stats().agree and wb.index.count(collection) == st2.faces
 
 
 def test_local_pack_with_scrfd_2_5g(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
