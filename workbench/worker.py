@@ -163,6 +163,25 @@ async def _consume(
         finally:
             busy -= 1
 
+    async def run_or_leave_pending(jobs: list[PhotoJob], redelivered: bool) -> bool:
+        """Process jobs; on a failure of the catalog or the index, say so and leave them
+        unacknowledged: they are claimed again after ``reclaim_after``, and recorded as
+        errors once delivered ``max_deliveries`` times."""
+        try:
+            await run(jobs, redelivered)
+            return True
+        except Exception as e:  # noqa: BLE001 - the worker goes on with the next jobs
+            mon.ERRORS.labels(kind="store").inc()
+            logger.error(
+                "worker {}: {} jobs failed and stay pending (tried again after {} s): {}: {}",
+                options.name,
+                len(jobs),
+                q.reclaim_after,
+                type(e).__name__,
+                e,
+            )
+            return False
+
     @broker.subscriber(
         stream=StreamSub(
             q.stream,
@@ -176,8 +195,8 @@ async def _consume(
     )
     async def on_jobs(bodies: list[Any], msg: RedisBatchStreamMessage) -> None:
         jobs = _parse(bodies)
-        if jobs:
-            await run(jobs, redelivered=False)
+        if jobs and not await run_or_leave_pending(jobs, redelivered=False):
+            return
         await msg.ack()
         await msg.delete()  # done: keep the stream short (lag stays exact)
 
@@ -205,8 +224,8 @@ async def _consume(
                     await asyncio.to_thread(worker.give_up, jobs[0], deliveries)
                 finally:
                     busy -= 1
-            else:
-                await run(jobs, redelivered=True)
+            elif not await run_or_leave_pending(jobs, redelivered=True):
+                return
         await msg.ack()
         await msg.delete()
 

@@ -355,3 +355,54 @@ def test_worker_names_an_unreachable_broker(tmp_path: Path, models_dir: Path) ->
     assert r.returncode == 2
     assert "cannot reach the broker" in r.stderr or "cannot read the job queue" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+_FLAKY_INDEX_WORKER = """
+import sys
+from pathlib import Path
+
+from workbench.core import Workbench
+from workbench.errors import StoreError
+
+flag, args = Path(sys.argv[1]), sys.argv[2:]
+write = Workbench.write_vectors
+
+def fail_once(self, *a, **k):
+    # Stands for Milvus going away for a moment, after the catalog committed the batch.
+    if not flag.exists():
+        flag.touch()
+        raise StoreError("Milvus is unreachable (injected)")
+    return write(self, *a, **k)
+
+Workbench.write_vectors = fail_once
+from workbench.cli import main
+main(args)
+"""
+
+
+def test_a_failed_index_write_leaves_jobs_pending_then_recovers(
+    tmp_path: Path,
+    models_dir: Path,
+    lfw200: list[Path],
+    reference: dict[str, int],
+    redis_url: str,
+) -> None:
+    from workbench.core import Workbench
+
+    photos = lfw200[10:14]
+    env = _queue_env(tmp_path / "home", models_dir, redis_url, WORKBENCH_QUEUE__RECLAIM_AFTER="1")
+    r = run_cli(["enqueue", *map(str, photos)], env)
+    assert r.returncode == 0, r.stderr
+    script = tmp_path / "flaky_index_worker.py"
+    script.write_text(_FLAKY_INDEX_WORKER)
+    prefix = [sys.executable, str(script), str(tmp_path / "failed-once")]
+    w = Worker(env, "w", tmp_path / "w.log", "--until-empty", prefix=prefix)
+    assert w.wait(240) == 0, w.text()[-3000:]
+    log = w.text()
+    assert "jobs failed and stay pending" in log and "Milvus is unreachable" in log
+    assert "took over" in log  # the same worker claimed its own failed jobs again
+    with Workbench(local_pack_settings(tmp_path / "home", models_dir)) as wb:  # type: ignore[arg-type]
+        got = _faces_by_uri(wb)
+        st = wb.stats()
+    assert got == {str(p): reference[str(p)] for p in photos}
+    assert st.agree and st.faces == sum(got.values())
