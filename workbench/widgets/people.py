@@ -204,12 +204,13 @@ class PeopleApp(widgets.VBox):  # type: ignore[misc]
             self.banner.show_error(e, "Clustering failed")
             self.cluster_button.disabled = False
             return
-        self.fmap = None
-        self.refresh()
+        # Said first: drawing the map (UMAP) can take a while in a fresh kernel.
         self._say(
             f"Clustered {outcome.faces} faces into {outcome.people} people "
             f"({outcome.noise} faces in no person)."
         )
+        self.fmap = None
+        self.refresh()
 
     def show_faces(self, face_ids: Sequence[int], title: str) -> None:
         """Show these faces as tiles (the first `MAX_FACES`), none selected."""
