@@ -308,24 +308,31 @@ def build_server_collection(
         done["flush_s"] = time.perf_counter() - t
         done["flushed_at"] = time.time()
         state[key] = done
-    t_flushed = time.perf_counter()
+    # Wall time since the flush (epoch: a resumed build keeps counting while the server,
+    # which runs detached, went on building without us).
     timeline = []
     limit = args.build_limit - done["insert_s"] - done["flush_s"]
     while True:
         p = index_progress(index.client, name)
-        waited = time.perf_counter() - t_flushed + float(done.get("tail_s", 0.0))
+        waited = time.time() - done["flushed_at"]
         timeline.append((round(waited, 1), p["indexed_rows"], p["total_rows"]))
         total, indexed = p["total_rows"] or 0, p["indexed_rows"] or 0
         if total >= faces.n and indexed >= total:
             break
-        if waited > limit:
-            print(f"{name}: index not finished within the build limit", flush=True)
+        if waited > limit and "at_build_limit" not in done:
+            done["at_build_limit"] = {"indexed_rows": indexed, "since_flush_s": waited}
+            state[key] = done
+            print(f"{name}: {indexed:,} rows indexed at the build limit; waiting on", flush=True)
+        if waited > args.wait_limit:
+            print(f"{name}: index not finished within --wait-limit", flush=True)
             break
         if len(timeline) % 6 == 1:
             print(
                 f"  index {indexed:,}/{total:,} after {waited:.0f} s; load {load_average()}",
                 flush=True,
             )
+            done["progress"] = [*done.get("progress", []), (round(waited), indexed)]
+            state[key] = done
         time.sleep(10)
     done["tail_s"] = waited
     done["total_s"] = done["insert_s"] + done["flush_s"] + waited
@@ -490,7 +497,17 @@ def phase_search(args: argparse.Namespace, faces: Faces, state: State) -> dict[s
                 continue
             res: dict[str, Any] = {"rss_before_load_mb": server.rss_mb()}
             t = time.perf_counter()
-            c.load_collection(name)
+            for attempt in range(6):
+                try:
+                    c.load_collection(name)
+                    break
+                except Exception as e:  # noqa: BLE001
+                    # a server restarted soon after a stop or kill still lists the old query
+                    # node's session in etcd until it expires (~40-60 s): wait and retry
+                    if attempt == 5:
+                        raise
+                    print(f"{name}: load failed ({str(e)[:80]}…); retrying in 30 s", flush=True)
+                    time.sleep(30)
             res["load_s"] = time.perf_counter() - t
             time.sleep(3)
             res["rss_after_load_mb"] = server.rss_mb()
@@ -680,7 +697,15 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--port", type=int, default=19600, help="proxy port; +1..+10 for the rest")
     ap.add_argument("--nice", type=int, default=5, help="server niceness during the build")
-    ap.add_argument("--build-limit", type=float, default=BUILD_LIMIT_S)
+    ap.add_argument(
+        "--build-limit",
+        type=float,
+        default=BUILD_LIMIT_S,
+        help="seconds from the first insert: rows indexed by then are recorded",
+    )
+    ap.add_argument(
+        "--wait-limit", type=float, default=5400, help="seconds after the flush to stop waiting"
+    )
     ap.add_argument(
         "--steps",
         nargs="+",
