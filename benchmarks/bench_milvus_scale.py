@@ -47,7 +47,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from _common import (  # noqa: E402
     release_milvus_lite,
     write_json,
 )
+from bench_search import time_queries  # noqa: E402
 
 CHUNK = 50_000
 HNSW = "scale_hnsw"
@@ -203,19 +204,6 @@ def index_files_mb(data_dir: Path, segment_ids: set[int]) -> float:
 
 
 # ---- timing -----------------------------------------------------------------
-def time_queries(
-    fn: Callable[[np.ndarray], list[int]], queries: np.ndarray, warmup: int
-) -> tuple[list[float], list[list[int]]]:
-    for q in queries[:warmup]:
-        fn(q)
-    times, results = [], []
-    for q in queries:
-        t = time.perf_counter()
-        results.append(fn(q))
-        times.append(time.perf_counter() - t)
-    return times, results
-
-
 def summary(times: list[float], got: list[list[int]], exact: np.ndarray, k: int) -> dict[str, Any]:
     recall = float(
         np.mean(
