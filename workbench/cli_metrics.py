@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from workbench.errors import StoreError, WorkbenchError
+from workbench.redaction import redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -183,18 +184,6 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without its password (broker URLs carry one: redis://:secret@host)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-
-
 class QueuePoller:
     """Sets ``workbench_queue_depth{queue=<stream>}`` from the broker every few seconds.
 
@@ -222,7 +211,7 @@ class QueuePoller:
             if not self._warned:
                 logger.warning(
                     "queue depth unavailable: {}",
-                    _short(e).replace(self.queue.url, _safe_url(self.queue.url)),
+                    _short(e).replace(self.queue.url, redact_url(self.queue.url)),
                 )
                 self._warned = True
             with contextlib.suppress(KeyError):

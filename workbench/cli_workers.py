@@ -51,6 +51,7 @@ def enqueue_command(
     and VK photos are downloaded by the worker.
     """
     from workbench.queue import enqueue
+    from workbench.redaction import redact_url
 
     settings = _queue_settings(ctx, broker)
     report = enqueue(list(sources), settings, name)
@@ -58,7 +59,8 @@ def enqueue_command(
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(
-            f"enqueued {report.jobs} photos from {report.sources} sources on {settings.queue.url}"
+            f"enqueued {report.jobs} photos from {report.sources} sources on "
+            f"{redact_url(settings.queue.url)}"
         )
         for spec, err in report.errors:
             click.echo(f"  {spec}: {err}", err=True)

@@ -25,6 +25,7 @@ from loguru import logger
 
 from workbench._optional import require
 from workbench.errors import ConfigurationError, WorkbenchError
+from workbench.redaction import redact_url
 from workbench.settings import QueueSettings, WorkbenchSettings
 from workbench.sources import PhotoRef, open_source, reopen_photo
 
@@ -112,7 +113,7 @@ def check_broker_url(url: str) -> None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         scheme = url.split("://", 1)[0] if "://" in url else url
         raise ConfigurationError(
-            f"broker URL {url!r}: only Redis (redis://host:6379/0) is supported; "
+            f"broker URL {redact_url(url)!r}: only Redis (redis://host:6379/0) is supported; "
             f"{scheme!r} is not (RabbitMQ and Kafka need their own acknowledgement and"
             " redelivery handling, not written yet)"
         )
@@ -135,7 +136,9 @@ def ensure_group(client: Any, queue: QueueSettings) -> None:
         client.xgroup_create(queue.stream, queue.group, id="0", mkstream=True)
     except Exception as e:  # noqa: BLE001 - redis.ResponseError when it exists
         if "BUSYGROUP" not in str(e):
-            raise WorkbenchError(f"cannot create the job group on {queue.url}: {e}") from e
+            raise WorkbenchError(
+                f"cannot create the job group on {redact_url(queue.url)}: {e}"
+            ) from e
 
 
 def queue_state(queue: QueueSettings, client: Any | None = None) -> QueueState:
@@ -159,7 +162,7 @@ def queue_state(queue: QueueSettings, client: Any | None = None) -> QueueState:
     except WorkbenchError:
         raise
     except Exception as e:  # noqa: BLE001 - connection refused, wrong type, ...
-        raise WorkbenchError(f"cannot read the job queue at {queue.url}: {e}") from e
+        raise WorkbenchError(f"cannot read the job queue at {redact_url(queue.url)}: {e}") from e
     finally:
         if own:
             client.close()
@@ -201,7 +204,10 @@ def enqueue(
     if jobs:
         publish(jobs, settings.queue)
     logger.info(
-        "enqueued {} photo jobs from {} sources on {}", len(jobs), listed, settings.queue.url
+        "enqueued {} photo jobs from {} sources on {}",
+        len(jobs),
+        listed,
+        redact_url(settings.queue.url),
     )
     return report
 
@@ -222,7 +228,7 @@ async def _publish(jobs: Sequence[PhotoJob], queue: QueueSettings) -> None:
     try:
         await broker.connect()
     except Exception as e:  # noqa: BLE001
-        raise WorkbenchError(f"cannot reach the broker at {queue.url}: {e}") from e
+        raise WorkbenchError(f"cannot reach the broker at {redact_url(queue.url)}: {e}") from e
     try:
         # A few in flight at a time: the client's connection pool is bounded.
         for i in range(0, len(jobs), 32):

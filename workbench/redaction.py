@@ -41,6 +41,23 @@ def register_secret(value: str | None) -> None:
     _install()
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password masked (database and broker URLs carry one:
+    ``postgresql+psycopg://user:secret@host/db``, ``redis://:secret@host``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: say nothing of it
+        return url
+    if password is None:
+        return url
+    creds, host = parts.netloc.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret and credential-shaped value masked."""
     for secret in sorted(_secrets, key=len, reverse=True):

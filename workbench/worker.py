@@ -35,6 +35,7 @@ from workbench._optional import require
 from workbench.errors import WorkbenchError
 from workbench.pipeline import Ingest, IngestReport
 from workbench.queue import PhotoJob, check_broker_url, ensure_group, queue_state, redis_client
+from workbench.redaction import redact_url
 from workbench.settings import WorkbenchSettings
 
 
@@ -71,7 +72,7 @@ class PhotoWorker:
             "worker {} ready: pack {}, catalog {}, vectors {}",
             self.name,
             self.wb.pack.name,
-            _redact(self.settings.catalog_url),
+            redact_url(self.settings.catalog_url),
             self.settings.milvus_uri,
         )
 
@@ -111,16 +112,6 @@ class PhotoWorker:
             return self.ingest.end(status)
         finally:
             self.wb.close()
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
 def run_worker(settings: WorkbenchSettings, options: WorkerOptions) -> IngestReport:
@@ -236,9 +227,11 @@ async def _consume(
     try:
         await broker.connect()
     except Exception as e:  # noqa: BLE001
-        raise WorkbenchError(f"cannot reach the broker at {q.url}: {e}") from e
+        raise WorkbenchError(f"cannot reach the broker at {redact_url(q.url)}: {e}") from e
     await broker.start()
-    logger.info("worker {} consuming {} ({}) on {}", options.name, q.stream, q.group, q.url)
+    logger.info(
+        "worker {} consuming {} ({}) on {}", options.name, q.stream, q.group, redact_url(q.url)
+    )
     try:
         empty_since: float | None = None
         while not stop.is_set():

@@ -166,3 +166,16 @@ def test_non_transient_errors_are_not_retried() -> None:
     with pytest.raises(SourceError, match="album deleted"):
         with_retries(broken, "x", RetryPolicy(retries=5, backoff=0))
     assert calls["n"] == 1
+
+
+def test_urls_lose_their_passwords_in_messages() -> None:
+    from workbench.redaction import redact_url
+    from workbench.store.catalog import redacted
+
+    assert redact_url("redis://:s3cret@queue:6379/0") == "redis://:***@queue:6379/0"
+    assert (
+        redacted("postgresql+psycopg://faces:s3cret@db:5432/faces")
+        == "postgresql+psycopg://faces:***@db:5432/faces"
+    )
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("sqlite:////tmp/wb/catalog.sqlite") == "sqlite:////tmp/wb/catalog.sqlite"

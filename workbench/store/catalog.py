@@ -282,7 +282,9 @@ def _sqlite_memory(url: str) -> bool:
 
 def redacted(url: str) -> str:
     """The URL without its password (for messages and ``workbench db current``)."""
-    return make_url(url).render_as_string(hide_password=True)
+    from workbench.redaction import redact_url
+
+    return redact_url(url)
 
 
 def catalog_revision(conn: Connection) -> str | None:
