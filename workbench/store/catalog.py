@@ -15,6 +15,7 @@ than the code is refused with the revision it is at. ``workbench db upgrade`` /
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -259,7 +260,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, foreign_keys: bool = True) ->
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for a lock
     cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboards) do not block the ingest
+    # Readers (dashboards) do not block the ingest. Switching a new file to WAL needs it
+    # to itself and SQLite answers "locked" at once, without the busy timeout, while
+    # another process holds it (two workers opening a new catalog): try again.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
