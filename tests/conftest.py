@@ -17,10 +17,16 @@ import pytest
 
 # Real servers started once per session, by the tests that ask for them.
 from tests.services.milvus import milvus_server  # noqa: F401
-from tests.services.postgres import fresh_pg_url, postgres_url  # noqa: F401
+from tests.services.postgres import dev_local_pg, fresh_pg_url, postgres_url  # noqa: F401
 from tests.services.redis import redis_url  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests that run on both catalogs parametrize over these (PostgreSQL is a `server` test).
+CATALOG_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
+]
 SHARED = Path(os.environ.get("WORKBENCH_SHARED", REPO.parent / "shared")).resolve()
 MODELS = Path(os.environ.get("WORKBENCH_TEST_MODELS", SHARED / "models"))
 FACES_DEV = Path(os.environ.get("WORKBENCH_TEST_FACES_DEV", SHARED / "data" / "faces-dev"))

@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,11 +147,12 @@ async def _consume(
     broker = RedisBroker(q.url, logger=None)
     busy = 0  # batches in hand (the drain check must not stop the worker mid-batch)
 
-    async def run(jobs: list[PhotoJob], redelivered: bool) -> None:
+    async def in_hand(fn: Callable[..., None], *args: Any) -> None:
+        """Run the worker's blocking ``fn`` in a thread, counted as work in hand."""
         nonlocal busy
         busy += 1
         try:
-            await asyncio.to_thread(worker.process, jobs, redelivered)
+            await asyncio.to_thread(fn, *args)
         finally:
             busy -= 1
 
@@ -159,7 +161,7 @@ async def _consume(
         unacknowledged: they are claimed again after ``reclaim_after``, and recorded as
         errors once delivered ``max_deliveries`` times."""
         try:
-            await run(jobs, redelivered)
+            await in_hand(worker.process, jobs, redelivered)
             return True
         except Exception as e:  # noqa: BLE001 - the worker goes on with the next jobs
             mon.ERRORS.labels(kind="store").inc()
@@ -209,12 +211,7 @@ async def _consume(
                 "worker {} took over {} (delivery {})", options.name, jobs[0].uri, deliveries
             )
             if deliveries > q.max_deliveries:
-                nonlocal busy
-                busy += 1
-                try:
-                    await asyncio.to_thread(worker.give_up, jobs[0], deliveries)
-                finally:
-                    busy -= 1
+                await in_hand(worker.give_up, jobs[0], deliveries)
             elif not await run_or_leave_pending(jobs, redelivered=True):
                 return
         await msg.ack()

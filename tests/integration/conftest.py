@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DevPhoto, local_pack_settings
+from tests.conftest import CATALOG_BACKENDS, DevPhoto, local_pack_settings
 
 
 class DevWorkbench:
@@ -48,3 +48,10 @@ def dev_dlib(
     dw = _build(WorkbenchSettings(home=home, pack="dlib"), faces_dev_dir, dev_photos)
     yield dw
     dw.wb.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=CATALOG_BACKENDS)
+def dev_any(request: pytest.FixtureRequest) -> DevWorkbench:
+    """The dev workbench with its catalog on SQLite, then on PostgreSQL."""
+    name = "dev_local" if request.param == "sqlite" else "dev_local_pg"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

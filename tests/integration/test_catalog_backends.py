@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from tests.services.postgres import fresh_pg_url  # noqa: F401  (the PostgreSQL params use it)
+from tests.conftest import CATALOG_BACKENDS as BACKENDS
 from workbench.errors import StoreError
 from workbench.store.catalog import (
     Analysis,
@@ -34,11 +34,6 @@ from workbench.store.catalog import (
 )
 
 pytestmark = pytest.mark.integration
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
-]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,23 +16,10 @@ from sqlalchemy import select
 
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import DevWorkbench
-from tests.services.postgres import dev_local_pg  # noqa: F401  (the postgresql params)
 from workbench.export import FACE_COLUMNS, PHOTO_COLUMNS, export
 from workbench.store.catalog import Face, Photo
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
-    ]
-)
-def dev_any(request: pytest.FixtureRequest) -> DevWorkbench:
-    """The dev workbench with its catalog on SQLite, then on PostgreSQL."""
-    name = "dev_local" if request.param == "sqlite" else "dev_local_pg"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 FLOATS = {"x1", "y1", "x2", "y2", "score"}

@@ -18,7 +18,6 @@ from PIL import Image
 
 from tests.conftest import DevPhoto
 from tests.integration.conftest import DevWorkbench
-from tests.services.postgres import dev_local_pg  # noqa: F401  (the postgresql params)
 from workbench.gallery import GalleryFilter, GalleryItem, facets, gallery_page, photo_detail
 from workbench.thumbnails import ThumbnailCache, ThumbnailError, draw_boxes
 
@@ -36,18 +35,6 @@ def items(dw: DevWorkbench, flt: GalleryFilter) -> list[GalleryItem]:
 def magenta(jpeg: bytes) -> np.ndarray:
     a = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
     return (a[..., 0] > 180) & (a[..., 1] < 90) & (a[..., 2] > 180)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
-    ]
-)
-def dev_any(request: pytest.FixtureRequest) -> DevWorkbench:
-    """The dev workbench with its catalog on SQLite, then on PostgreSQL."""
-    name = "dev_local" if request.param == "sqlite" else "dev_local_pg"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import cli_env, local_pack_settings, run_cli
+from tests.conftest import CATALOG_BACKENDS, cli_env, local_pack_settings, run_cli
 from tests.services.postgres import create_database, drop_database
 from workbench.core import Workbench
 from workbench.evaluation.cluster_labels import face_labels, read_labels_csv
@@ -39,10 +39,7 @@ def _held_out(faces_dev_dir: Path) -> list[Path]:
 
 @pytest.fixture(
     scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
-    ],
+    params=CATALOG_BACKENDS,
 )
 def wb(
     request: pytest.FixtureRequest,

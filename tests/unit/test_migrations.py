@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from tests.services.postgres import fresh_pg_url  # noqa: F401  (the PostgreSQL params use it)
+from tests.conftest import CATALOG_BACKENDS as BACKENDS
 from workbench.errors import StoreError
 from workbench.store import catalog as cat_mod
 from workbench.store.catalog import (
@@ -53,10 +53,6 @@ from workbench.store.catalog import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.server),
-]
 GALLERY_INDEXES = {"ix_photos_status_id", "ix_photos_source_id", "ix_photos_origin_id"}
 
 
