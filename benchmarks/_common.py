@@ -26,7 +26,7 @@ LOCAL_RECOGNIZER = "mobilefacenet/MobileFaceNet.onnx"
 def quiet_logs(level: str = "WARNING") -> None:
     """Keep loguru (the package's logger) to warnings and above."""
     try:
-        from workbench.monitoring import configure_logging
+        from workbench.monitoring.logs import configure_logging
     except ImportError:  # an older package: plain loguru
         from loguru import logger
 

@@ -331,7 +331,7 @@ import json, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 t = time.perf_counter(); import umap; t_import = time.perf_counter() - t
-from workbench.facemap import map_coordinates
+from workbench.analysis.facemap import map_coordinates
 rng = np.random.default_rng(1)
 c = rng.standard_normal((100, 512)).astype(np.float32)
 X = c[np.arange(2000) % 100] + rng.standard_normal((2000, 512)).astype(np.float32) * 0.04
@@ -442,7 +442,7 @@ def package_versions() -> dict[str, str]:
 
 def link_cosine(args: argparse.Namespace) -> tuple[float, float, str]:
     """(DBSCAN's link cosine, the pack's same-person threshold, where they came from)."""
-    from workbench.cluster import DEFAULT_LINK_PERCENT, ClusterParams
+    from workbench.analysis.cluster import DEFAULT_LINK_PERCENT, ClusterParams
     from workbench.faces.calibration import load_calibration
 
     cal = load_calibration(args.pack)
@@ -457,7 +457,7 @@ def link_cosine(args: argparse.Namespace) -> tuple[float, float, str]:
 
 
 def scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    from workbench.cluster import size_summary
+    from workbench.analysis.cluster import size_summary
     from workbench.evaluation.cluster_metrics import cluster_scores
 
     return {**cluster_scores(truth, labels).to_dict(), "sizes": size_summary(labels)}
@@ -500,8 +500,8 @@ def sym_mismatch(graph: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    from workbench.cluster import DEFAULT_NEIGHBORS, ClusterParams
-    from workbench.facemap import map_coordinates, neighbour_graph
+    from workbench.analysis.cluster import DEFAULT_NEIGHBORS, ClusterParams
+    from workbench.analysis.facemap import map_coordinates, neighbour_graph
 
     out: dict[str, Any] = {}
     link, threshold, link_src = link_cosine(args)
@@ -799,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--umap-init",
         help="what-if: force umap.UMAP's init (pca, random, tswspectral, spectral);"
-        " default: what workbench.facemap passes",
+        " default: what workbench.analysis.facemap passes",
     )
     ap.add_argument("--no-jit-probe", action="store_true", help="skip the fresh-process UMAP probe")
     ap.add_argument("--baseline-rows", type=int, default=10_000)

@@ -72,7 +72,7 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
 
 def filters() -> dict[str, Any]:
     from tests.unit.test_gallery import DLIB_PERSON
-    from workbench.gallery import GalleryFilter
+    from workbench.analysis.gallery import GalleryFilter
 
     return {
         "all": GalleryFilter(),
@@ -100,7 +100,7 @@ def filters() -> dict[str, Any]:
 
 
 def bench_queries(catalog: Any, repeats: int) -> list[dict[str, Any]]:
-    from workbench.gallery import facets, gallery_page
+    from workbench.analysis.gallery import facets, gallery_page
 
     rows = []
     for name, flt in filters().items():
@@ -134,17 +134,17 @@ def print_queries(title: str, rows: list[dict[str, Any]]) -> None:
 def bench_thumbnails(scratch: Path, repeats: int) -> dict[str, Any]:
     from PIL import Image, ImageOps
 
+    from workbench.analysis.gallery import GalleryFilter, gallery_page
     from workbench.core import Workbench
-    from workbench.gallery import GalleryFilter, gallery_page
-    from workbench.imaging import decode_image
+    from workbench.imaging.decode import decode_image
+    from workbench.imaging.thumbnails import ThumbnailCache
     from workbench.settings import WorkbenchSettings
-    from workbench.thumbnails import ThumbnailCache
 
     settings = WorkbenchSettings(home=scratch / "dev")
     wb = Workbench(settings)
     try:
         t0 = time.perf_counter()
-        wb.ingest([FACES_DEV / "images"], progress=False, embed=False)
+        wb.ingest([FACES_DEV / "images"], progress=False, register_only=True)
         register_s = time.perf_counter() - t0
         photos = gallery_page(wb.catalog, GalleryFilter(), page_size=1000).items
     finally:

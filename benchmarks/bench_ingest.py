@@ -5,7 +5,7 @@
 
 Measured per method and repeat (medians reported):
 
-* ours (`local` pack, and `dlib` when `workbench.faces.dlib_pack` imports and
+* ours (`local` pack, and `dlib` when `workbench.faces.backends.dlib` imports and
   loads): a fresh workbench home each time; `setup` = open the pack (models),
   the SQLite catalog and the Milvus Lite file and collection; `process` =
   ``Workbench.ingest(paths, progress=False)`` (read, sha256, decode with
@@ -209,8 +209,8 @@ def run_naive(paths: list[Path], scratch: Path) -> dict[str, Any]:
 def dlib_usable() -> tuple[bool, str]:
     """Whether a `dlib` pack exists and loads here (another helper writes it)."""
     try:
-        from workbench.faces import dlib_pack  # noqa: F401
-        from workbench.faces.packs import open_pack
+        from workbench.faces.backends import dlib  # noqa: F401
+        from workbench.faces.registry import open_pack
 
         with tempfile.TemporaryDirectory() as d:
             open_pack("dlib", workbench_settings(Path(d), "dlib")).load()

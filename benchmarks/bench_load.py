@@ -69,7 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 # ---- a search client (this script run with --client) --------------------------
 def client_main(samples_file: Path, stop_file: Path, out: Path, seed: int) -> None:
     from workbench.core import Workbench
-    from workbench.monitoring import configure_logging
+    from workbench.monitoring.logs import configure_logging
 
     configure_logging("ERROR")
     samples = json.loads(samples_file.read_text())
@@ -119,10 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import create_engine, func, select, text
 
     from workbench.core import Workbench
-    from workbench.monitoring import configure_logging
-    from workbench.queue import enqueue, queue_state
+    from workbench.ingest.queue import enqueue, queue_state
+    from workbench.monitoring.logs import configure_logging
     from workbench.settings import WorkbenchSettings
-    from workbench.store.catalog import Analysis, Photo
+    from workbench.store.models import Analysis, Photo
 
     configure_logging("WARNING")
     scratch = Path(tempfile.mkdtemp(prefix="bench-load-", dir=args.scratch))

@@ -41,7 +41,7 @@ def run_once(vk: Any, downloads: int, home: Path) -> dict[str, Any]:
     try:
         vk.clear_log()
         t0 = time.perf_counter()
-        report = wb.ingest(["vk:album/-1_1"], progress=False, embed=False)
+        report = wb.ingest(["vk:album/-1_1"], progress=False, register_only=True)
         seconds = time.perf_counter() - t0
     finally:
         wb.close()

@@ -175,7 +175,7 @@ def fill_catalog(wb: Any, vectors: np.ndarray, photo_ids: np.ndarray, sources: l
     """Photos and faces rows for the synthetic vectors, ids = the Milvus keys; returns seconds."""
     from sqlalchemy import insert
 
-    from workbench.store.catalog import Face, Photo, utcnow
+    from workbench.store.models import Face, Photo, utcnow
 
     t = time.perf_counter()
     pack = wb.pack.load()
@@ -264,7 +264,7 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     full = (not args.no_full) and dim == 128
     pack = None
     if full:
-        from workbench.faces.packs import open_pack
+        from workbench.faces.registry import open_pack
 
         pack = open_pack("local", local_settings(home)).load()
         if pack.embedding_dim != dim:
@@ -406,7 +406,7 @@ def bench_full(
     photo_ids: np.ndarray,
     sources: list[str],
 ) -> dict[str, Any]:
-    from workbench.imaging import decode_image
+    from workbench.imaging.decode import decode_image
 
     res: dict[str, Any] = {"catalog_fill_s": fill_catalog(wb, vectors, photo_ids, sources)}
     print(

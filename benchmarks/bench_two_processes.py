@@ -26,14 +26,14 @@ SHARED = Path(os.environ.get("WORKBENCH_SHARED", REPO.parent / "shared"))
 CHILD = r"""
 import sys
 from pathlib import Path
-import workbench.faces.onnx_pack as op
+import workbench.faces.backends.onnx as op
 if sys.argv[2] == "spin":
-    original = op._session_options
+    original = op.onnx_session_options
     def spinning(threads):
         so = original(threads)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         return so
-    op._session_options = spinning
+    op.onnx_session_options = spinning
 from workbench.core import Workbench
 from workbench.settings import WorkbenchSettings
 models = Path(sys.argv[3])

@@ -94,8 +94,8 @@ def save_scores(result: Any, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from workbench.errors import WorkbenchError
-    from workbench.evaluation.lfw import calibrate_on_lfw, write_calibration
-    from workbench.faces.packs import open_pack
+    from workbench.evaluation.calibrate import calibrate_on_lfw, write_calibration
+    from workbench.faces.registry import open_pack
 
     try:
         settings = settings_from(args)

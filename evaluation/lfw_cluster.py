@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=SHARED / "models")
     parser.add_argument("--write", action="store_true", help=f"write {GOLDEN.name}")
     args = parser.parse_args()
-    from workbench.monitoring import configure_logging
+    from workbench.monitoring.logs import configure_logging
 
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as tmp:

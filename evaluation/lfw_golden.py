@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from workbench.evaluation import evaluate_lfw
-    from workbench.faces.packs import open_pack
+    from workbench.faces.registry import open_pack
 
     golden = load_golden()
     tolerance = golden["tolerance_points"] / 100.0

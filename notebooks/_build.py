@@ -49,7 +49,7 @@ def setup(
     if pandas:
         lines.append("import pandas as pd")
     ours = [
-        *(["from workbench import reports"] if reports else []),
+        *(["from workbench.analysis import reports"] if reports else []),
         *(imports.splitlines() if imports else []),
         "from workbench.notebooks import overrides, record"
         if overrides
@@ -106,7 +106,7 @@ def ingest() -> list[Cell]:
             "need tokens in `WORKBENCH_VK_TOKEN` / `WORKBENCH_YADISK_TOKEN` (a private "
             "Yandex.Disk, any VK album); run by hand, a missing one is asked for. Registered "
             "photos wait as `pending` for `02_embed`; with "
-            "`embed=True` their faces are detected and embedded at once (what "
+            "`register_only=False` their faces are detected and embedded at once (what "
             "`workbench ingest` does).\n\n"
             + how_to_run(
                 "01_ingest",
@@ -124,7 +124,7 @@ def ingest() -> list[Cell]:
 paths = None  # what to register: a list, or one (files, folders, zip archives,
 # yadisk:<public link>, yadisk:/disk/<path>, vk:album/<owner>_<album>, vk:user/<id>, vk:group/<id>)
 source = None  # source label stored with the photos (None: local, zip, or the remote spec)
-embed = False  # also detect and embed the faces now (else run 02_embed next)
+register_only = True  # False: also detect and embed the faces now (else run 02_embed next)
 retry_errors = False  # try photos recorded as errors again instead of skipping them
 progress = False  # show a progress bar (when run by hand)""",
             ("parameters",),
@@ -150,15 +150,20 @@ ask_missing_tokens(paths, wb.settings)""",
         ),
         (
             "code",
-            "report = wb.ingest("
-            "paths, source=source, progress=progress, retry_errors=retry_errors, embed=embed)\n"
+            "report = wb.ingest(\n"
+            "    paths,\n"
+            "    source=source,\n"
+            "    progress=progress,\n"
+            "    retry_errors=retry_errors,\n"
+            "    register_only=register_only,\n"
+            ")\n"
             'pd.DataFrame([{**report.counts(), "seconds": round(report.seconds, 2)}])',
             (),
         ),
         ("md", "Photos that could not be registered, with the reason:", ()),
         ("code", 'pd.DataFrame(report.error_details, columns=["photo", "error"])', ()),
         ("md", "## The catalog now", ()),
-        ("code", "counts = reports.counts_by_source_status(wb)\ncounts", ()),
+        ("code", "counts = reports.counts_by_source_status(wb.catalog)\ncounts", ()),
         ("code", "reports.counts_figure(counts)", ()),
         (
             "code",
@@ -207,7 +212,7 @@ progress = False  # show a progress bar (when run by hand)""",
             "            **report.counts(),\n"
             '            "seconds": round(report.seconds, 2),\n'
             '            "photos/s": round(report.photos_per_second, 2),\n'
-            '            "device": reports.device_used(wb),\n'
+            '            "device": reports.device_used(wb.loaded_pack),\n'
             "        }\n"
             "    ]\n"
             ")",
@@ -216,7 +221,11 @@ progress = False  # show a progress bar (when run by hand)""",
         ("md", "Photos that could not be analysed, with the reason:", ()),
         ("code", 'pd.DataFrame(report.error_details, columns=["photo", "error"])', ()),
         ("md", "## Faces per photo", ()),
-        ("code", "per_photo = reports.faces_per_photo(wb)\nper_photo.describe()", ()),
+        (
+            "code",
+            "per_photo = reports.faces_per_photo(wb.catalog, wb.pack.name)\nper_photo.describe()",
+            (),
+        ),
         ("code", "reports.faces_histogram(per_photo)", ()),
         (
             "code",
@@ -225,7 +234,7 @@ numbers = {
     **report.counts(),
     "photos_per_second": round(report.photos_per_second, 3),
     "seconds": round(report.seconds, 3),
-    "device": reports.device_used(wb),
+    "device": reports.device_used(wb.loaded_pack),
     "pack": wb.pack.name,
 }
 wb.close()
@@ -269,7 +278,7 @@ print(f"{vectors} vectors written to a {used_index} index ({used_metric})")""",
             (),
         ),
         ("md", "## Each face finds itself", ()),
-        ("code", "check = reports.index_self_check(wb, n_check)\ncheck", ()),
+        ("code", "check = reports.index_self_check(wb.store, wb.pack.name, n_check)\ncheck", ()),
         (
             "md",
             "How close is each checked face's nearest *other* face? Pairs right of the "
@@ -335,8 +344,8 @@ labels = None  # a labels CSV (path,identity,...) to score the clustering agains
         (
             "code",
             setup(
-                imports="from workbench.evaluation.cluster_labels import face_labels, "
-                "read_labels_csv\nfrom workbench.facemap import face_map",
+                imports="from workbench.evaluation.cluster_labels import "
+                "face_labels, read_labels_csv",
                 reports=False,
             )
             + OPEN,
@@ -353,7 +362,7 @@ labels = None  # a labels CSV (path,identity,...) to score the clustering agains
         ),
         (
             "code",
-            "fmap = face_map(wb, method=projection)\nfmap.figure(color_by)",
+            "fmap = wb.face_map(method=projection)\nfmap.figure(color_by)",
             (),
         ),
         (
@@ -428,7 +437,7 @@ print(f"workbench {wb.home.resolve()}, pack {wb.pack.name}, at {now:%Y-%m-%d %H:
         ("md", "## Photos per source and status", ()),
         (
             "code",
-            'counts = reports.counts_by_source_status(wb)\ncounts.style.hide(axis="index")',
+            'counts = reports.counts_by_source_status(wb.catalog)\ncounts.style.hide(axis="index")',
             hide,
         ),
         ("code", "reports.counts_figure(counts)", hide),
@@ -436,14 +445,18 @@ print(f"workbench {wb.home.resolve()}, pack {wb.pack.name}, at {now:%Y-%m-%d %H:
         (
             "code",
             """\
-new = reports.new_faces_since(wb, since_time)
+new = reports.new_faces_since(wb.catalog, since_time)
 start = "the first photo" if since_time is None else f"{since_time:%Y-%m-%d %H:%M} UTC"
 print(f"{int(new.faces.sum())} new faces in {int(new.photos.sum())} photos since {start}")
 new.style.hide(axis="index")""",
             hide,
         ),
         ("md", "## Processing speed per run", ()),
-        ("code", "runs = reports.runs(wb, limit=runs_limit)\nreports.runs_figure(runs)", hide),
+        (
+            "code",
+            "runs = reports.runs(wb.catalog, limit=runs_limit)\nreports.runs_figure(runs)",
+            hide,
+        ),
         (
             "code",
             'runs.drop(columns="finished_at").style.hide(axis="index").format(precision=2).format(\n'
@@ -454,7 +467,7 @@ new.style.hide(axis="index")""",
         ("md", "## Recent errors", ()),
         (
             "code",
-            "errors = reports.recent_errors(wb, limit=errors_limit)\n"
+            "errors = reports.recent_errors(wb.catalog, limit=errors_limit)\n"
             'errors.style.hide(axis="index").format({"updated_at": "{:%Y-%m-%d %H:%M:%S}"})',
             hide,
         ),
@@ -462,7 +475,7 @@ new.style.hide(axis="index")""",
         (
             "code",
             """\
-quality = reports.search_quality(wb)
+quality = reports.search_quality(wb.calibration, wb.home)
 evaluation = quality.pop("evaluation")
 agree = "agree" if stats["agree"] else "DISAGREE (run workbench reindex)"
 print(f"catalog and vector index: {agree}")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +20,9 @@ import pytest
 from tests.services.milvus import milvus_server  # noqa: F401
 from tests.services.postgres import dev_local_pg, fresh_pg_url, postgres_url  # noqa: F401
 from tests.services.redis import redis_url  # noqa: F401
+
+if TYPE_CHECKING:
+    from workbench.settings import WorkbenchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +112,7 @@ def evaluation_script(name: str) -> object:
     return module
 
 
-def local_pack_settings(home: Path, models: Path, **extra: object) -> object:
+def local_pack_settings(home: Path, models: Path, **extra: Any) -> WorkbenchSettings:
     from workbench.settings import WorkbenchSettings
 
     return WorkbenchSettings(
@@ -120,7 +124,7 @@ def local_pack_settings(home: Path, models: Path, **extra: object) -> object:
 
 
 @pytest.fixture
-def local_settings(tmp_path: Path, models_dir: Path) -> object:
+def local_settings(tmp_path: Path, models_dir: Path) -> WorkbenchSettings:
     """Settings for a fresh workbench in tmp_path with the `local` pack."""
     return local_pack_settings(tmp_path / "wb", models_dir)
 

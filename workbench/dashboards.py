@@ -1,6 +1,6 @@
 """Serving the Voila apps of ``dashboards/``: the folder, the host policy, the servers.
 
-`workbench dashboards` (`workbench.cli_dashboards`) is a thin shell over `serve`.
+`workbench dashboards` (`workbench.cli.dashboards`) is a thin shell over `serve`.
 Why the pieces are here and not in the CLI:
 
 * **Private photos.** Voila binds ``127.0.0.1`` unless told otherwise; any

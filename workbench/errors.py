@@ -59,7 +59,12 @@ class MissingDependencyError(WorkbenchError, ImportError):
 
 
 class ModelNotFoundError(WorkbenchError):
-    """Model weights are missing and cannot be downloaded."""
+    """A model file is missing, unreadable or not the model asked for, and cannot be
+    downloaded: what every failure to find model weights raises."""
+
+
+class AmbiguousModelError(ModelNotFoundError, ConfigurationError):
+    """Several model files fit and none was chosen: a setting must pick one."""
 
 
 class ImageError(WorkbenchError):
@@ -72,3 +77,9 @@ class SourceError(WorkbenchError):
 
 class StoreError(WorkbenchError):
     """The catalog or the vector index refused an operation."""
+
+
+def error_line(e: BaseException) -> str:
+    """The exception's type and first line, at most 300 characters (for one log line)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]

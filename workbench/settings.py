@@ -181,6 +181,10 @@ class SearchSettings(BaseModel):
         85.0, ge=0.0, le=100.0, description="similarity % (85 = the pack's same-person threshold)"
     )
 
+    def resolve_threshold(self, threshold: float | None) -> float:
+        """The similarity % a search uses: ``threshold`` when given, else the default."""
+        return self.threshold if threshold is None else threshold
+
 
 class RemoteSettings(BaseModel):
     """Downloads from Yandex.Disk and VK: how many at a time, how failures are retried."""

@@ -101,9 +101,10 @@ def build_catalog(home: Path, models_dir: Path, images: list[Path], n: int) -> i
     """``n`` catalog rows over ``images`` (row i shows image i mod len), thumbnails cached."""
     from sqlalchemy import insert
 
-    from workbench.imaging import decode_image
-    from workbench.store.catalog import Catalog, Photo
-    from workbench.thumbnails import ThumbnailCache
+    from workbench.imaging.decode import decode_image
+    from workbench.imaging.thumbnails import ThumbnailCache
+    from workbench.store.catalog import Catalog
+    from workbench.store.models import Photo
 
     settings = local_pack_settings(home, models_dir)
     cache = ThumbnailCache(settings)  # type: ignore[arg-type]

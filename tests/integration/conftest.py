@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import CATALOG_BACKENDS, DevPhoto, local_pack_settings
 
+if TYPE_CHECKING:
+    from workbench.core import Workbench
+    from workbench.ingest.pipeline import IngestReport
+    from workbench.settings import WorkbenchSettings
 
+
+@dataclass
 class DevWorkbench:
     """A workbench holding the whole dev set, with its first ingest report."""
 
-    def __init__(self, wb: object, report: object, photos: list[DevPhoto]) -> None:
-        self.wb, self.report, self.photos = wb, report, photos
+    wb: Workbench
+    report: IngestReport
+    photos: list[DevPhoto]
 
 
-def _build(settings: object, faces_dev_dir: Path, photos: list[DevPhoto]) -> DevWorkbench:
+def build_dev_workbench(
+    settings: WorkbenchSettings, faces_dev_dir: Path, photos: list[DevPhoto]
+) -> DevWorkbench:
     from workbench.core import Workbench
 
-    wb = Workbench(settings)  # type: ignore[arg-type]
+    wb = Workbench(settings)
     report = wb.ingest([faces_dev_dir / "images"], progress=False)
     return DevWorkbench(wb, report, photos)
 
@@ -33,9 +44,9 @@ def dev_local(
     dev_photos: list[DevPhoto],
 ) -> Iterator[DevWorkbench]:
     home = tmp_path_factory.mktemp("dev-local")
-    dw = _build(local_pack_settings(home, models_dir), faces_dev_dir, dev_photos)
+    dw = build_dev_workbench(local_pack_settings(home, models_dir), faces_dev_dir, dev_photos)
     yield dw
-    dw.wb.close()  # type: ignore[attr-defined]
+    dw.wb.close()
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +56,9 @@ def dev_dlib(
     from workbench.settings import WorkbenchSettings
 
     home = tmp_path_factory.mktemp("dev-dlib")
-    dw = _build(WorkbenchSettings(home=home, pack="dlib"), faces_dev_dir, dev_photos)
+    dw = build_dev_workbench(WorkbenchSettings(home=home, pack="dlib"), faces_dev_dir, dev_photos)
     yield dw
-    dw.wb.close()  # type: ignore[attr-defined]
+    dw.wb.close()
 
 
 @pytest.fixture(params=CATALOG_BACKENDS)

@@ -22,16 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import CATALOG_BACKENDS as BACKENDS
 from workbench.errors import StoreError
-from workbench.store.catalog import (
-    Analysis,
-    Catalog,
-    Face,
-    FacePerson,
-    Person,
-    Photo,
-    Rejection,
-    Run,
-)
+from workbench.store.catalog import Catalog
+from workbench.store.models import Analysis, Face, FacePerson, Person, Photo, Rejection, Run
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +182,7 @@ def test_long_in_lists(catalog: Catalog) -> None:
 
 def test_people_lookups_by_many_faces(catalog: Catalog) -> None:
     """An incremental clustering asks for the people of every neighbour of every new face."""
-    from workbench.people import People
+    from workbench.analysis.people import People
 
     pid = add_photo(catalog, 1, status="done")
     fid = add_face(catalog, pid, "a", np.zeros(2))
@@ -334,7 +326,7 @@ def _plan(catalog: Catalog, query: Any) -> str:
 
 
 def test_gallery_pages_use_the_indexes(catalog: Catalog) -> None:
-    from workbench.gallery import GalleryFilter, _conditions, _item_query, gallery_page
+    from workbench.analysis.gallery import GalleryFilter, _conditions, _item_query, gallery_page
 
     # A realistic mix: most photos done, from one big local source; a few errors, one
     # small source, a few VK photos. A page of those must not scan the big rest.
@@ -388,7 +380,7 @@ def test_db_commands(catalog: Catalog, tmp_path: Path, monkeypatch: pytest.Monke
 
     from tests.conftest import run_cli
     from workbench.cli import cli
-    from workbench.store.catalog import SCHEMA_HEAD
+    from workbench.store.schema import SCHEMA_HEAD
 
     home = str(tmp_path / "home")
     monkeypatch.setenv("WORKBENCH_STORAGE__CATALOG_URL", catalog.url)

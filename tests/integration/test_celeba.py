@@ -30,7 +30,7 @@ from workbench.evaluation.celeba import (
 )
 from workbench.evaluation.lfw import EmbeddedImage
 from workbench.faces.calibration import load_calibration
-from workbench.faces.packs import ModelPack
+from workbench.faces.pack import ModelPack
 from workbench.faces.types import DetectedFace
 from workbench.settings import DetectionSettings
 
@@ -83,7 +83,7 @@ def celeba(tmp_path_factory: pytest.TempPathFactory, dev_photos: list[DevPhoto])
 @pytest.fixture(scope="module")
 def local_pack(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> ModelPack:
     """One loaded `local` pack for the module (the dev workbench's would cost a full ingest)."""
-    from workbench.faces.packs import open_pack
+    from workbench.faces.registry import open_pack
 
     settings = local_pack_settings(tmp_path_factory.mktemp("celeba-home"), models_dir)
     return open_pack("local", settings).load()  # type: ignore[arg-type]

@@ -88,7 +88,7 @@ def test_kill_9_then_rerun_completes(tmp_path: Path, models_dir: Path, faces_dev
 
     from workbench.core import Workbench
     from workbench.settings import WorkbenchSettings
-    from workbench.store.catalog import Face, Photo
+    from workbench.store.models import Face, Photo
 
     home = tmp_path / "wb"
     env = cli_env(home, models_dir)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from workbench.errors import MissingDependencyError, ModelNotFoundError
-from workbench.faces.dlib_pack import DlibEmbedder, DlibHogDetector, dlib_pack, find_model_files
-from workbench.faces.packs import ComposedPack, open_pack
-from workbench.imaging import decode_image
+from workbench.faces.backends.dlib import DlibEmbedder, DlibHogDetector, dlib_pack
+from workbench.faces.pack import ComposedPack
+from workbench.faces.registry import open_pack
+from workbench.faces.weights import dlib_model_files
+from workbench.imaging.decode import decode_image
 from workbench.settings import DetectionSettings, WorkbenchSettings
 
 pytestmark = pytest.mark.integration
@@ -100,7 +102,7 @@ def test_same_person_is_closer_than_a_stranger(pack: ComposedPack, dev_photos: l
 
 def test_missing_weights_package_names_the_extra() -> None:
     with pytest.raises(MissingDependencyError, match=r"face-workbench\[dlib\]"):
-        find_model_files("no_such_weights_package_for_workbench")
+        dlib_model_files("no_such_weights_package_for_workbench")
 
 
 def test_missing_weight_file_names_file_and_folder(
@@ -112,6 +114,6 @@ def test_missing_weight_file_names_file_and_folder(
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     with pytest.raises(ModelNotFoundError) as err:
-        find_model_files(fake.name)
+        dlib_model_files(fake.name)
     assert "shape_predictor_5_face_landmarks.dat" in str(err.value)
     assert str(fake / "models") in str(err.value)

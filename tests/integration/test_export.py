@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import DevWorkbench
-from workbench.export import FACE_COLUMNS, PHOTO_COLUMNS, export
-from workbench.store.catalog import Face, Photo
+from workbench.analysis.export import FACE_COLUMNS, PHOTO_COLUMNS, export
+from workbench.store.models import Face, Photo
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +84,9 @@ def catalog_photos(wb: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_faces_round_trip(dev_any: DevWorkbench, tmp_path: Path, fmt: str) -> None:
-    wb: Any = dev_any.wb
+    wb = dev_any.wb
     out = tmp_path / f"faces.{fmt}"
-    result = export(wb, "faces", None, out)
+    result = export(wb.catalog, "faces", out, None)
     rows = read_back(out, fmt, FACE_COLUMNS)
     expected = catalog_faces(wb)
     assert result.rows == len(rows) == len(expected) == wb.stats().faces > 0
@@ -102,9 +102,9 @@ def test_faces_round_trip(dev_any: DevWorkbench, tmp_path: Path, fmt: str) -> No
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_photos_round_trip(dev_any: DevWorkbench, tmp_path: Path, fmt: str) -> None:
-    wb: Any = dev_any.wb
+    wb = dev_any.wb
     out = tmp_path / "sub" / f"photos.{fmt}"
-    assert export(wb, "photos", fmt, out).rows == len(dev_any.photos)
+    assert export(wb.catalog, "photos", out, fmt).rows == len(dev_any.photos)
     rows = read_back(out, fmt, PHOTO_COLUMNS)
     expected = catalog_photos(wb)
     assert [{k: r[k] for k in expected[0]} for r in rows] == expected
@@ -120,7 +120,7 @@ def test_cli_exports_while_the_index_is_open(
     dev_any: DevWorkbench, tmp_path: Path, models_dir: Path
 ) -> None:
     """This process holds the Milvus Lite file; the CLI reads only the catalog."""
-    wb: Any = dev_any.wb
+    wb = dev_any.wb
     faces = wb.stats().faces  # opens the vector index here
     out = tmp_path / "cli" / "faces.csv"
     env = cli_env(wb.home, models_dir)
@@ -135,7 +135,7 @@ def test_cli_exports_while_the_index_is_open(
         "rows": faces,
     }
     mine = tmp_path / "api.csv"
-    export(wb, "faces", "csv", mine)
+    export(wb.catalog, "faces", mine, "csv")
     assert out.read_bytes() == mine.read_bytes()
 
     proc = run_cli(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import local_pack_settings
+from workbench.analysis.facemap import map_coordinates
 from workbench.core import Workbench
-from workbench.facemap import face_map, map_coordinates
 
 
 def test_face_map_shows_every_face_by_person(
@@ -18,13 +18,13 @@ def test_face_map_shows_every_face_by_person(
     with Workbench(local_pack_settings(tmp_path / "wb", models_dir)) as wb:
         wb.ingest([faces_dev_dir / "images"], progress=False)
         outcome = wb.cluster()
-        fmap = face_map(wb, method="umap")
+        fmap = wb.face_map(method="umap")
         assert fmap.projection == "umap"
         assert len(fmap.table) == outcome.faces == wb.catalog.count_faces()
         assert np.isfinite(fmap.table[["x", "y"]].to_numpy()).all()
         named = wb.people.list()[0]
         wb.people.name(named.id, "Someone")
-        fig = face_map(wb, method="umap").figure("person")
+        fig = wb.face_map(method="umap").figure("person")
         names = {t.name for t in fig.data}
         assert "Someone" in names and "no person" in names
         someone = next(t for t in fig.data if t.name == "Someone")
@@ -34,7 +34,7 @@ def test_face_map_shows_every_face_by_person(
 
         # Hidden people leave the map; their faces are still in the catalog.
         wb.people.hide(named.id)
-        assert len(face_map(wb, method="umap").table) == outcome.faces - named.faces
+        assert len(wb.face_map(method="umap").table) == outcome.faces - named.faces
 
         # Drawing again reads the cache: UMAP does not run.
         import umap

@@ -16,15 +16,11 @@ import pytest
 
 from tests.conftest import DevPhoto
 from workbench.errors import ModelNotFoundError
-from workbench.faces.facenet_pack import (
-    WEIGHT_FILES,
-    FacenetEmbedder,
-    MtcnnDetector,
-    torch_home,
-    weights_url,
-)
-from workbench.faces.packs import ComposedPack, open_pack
-from workbench.imaging import decode_image
+from workbench.faces.backends.facenet import FacenetEmbedder, MtcnnDetector
+from workbench.faces.pack import ComposedPack
+from workbench.faces.registry import open_pack
+from workbench.faces.weights import WEIGHT_FILES, torch_home, weights_url
+from workbench.imaging.decode import decode_image
 from workbench.settings import DetectionSettings, WorkbenchSettings
 
 pytestmark = pytest.mark.integration
@@ -46,9 +42,9 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state dict of facenet-pytorch's InceptionResnetV1, seeded random init."""
-    from workbench.faces.facenet_pack import _import_facenet
+    from workbench.faces.backends.facenet import import_facenet
 
-    facenet = _import_facenet()  # first, so torch loads with the pack's thread settings
+    facenet = import_facenet()  # first, so torch loads with the pack's thread settings
     import torch
 
     torch.manual_seed(0)
@@ -218,8 +214,7 @@ def test_download_goes_to_the_torch_cache_and_its_failure_is_reported(
     monkeypatch: pytest.MonkeyPatch, _empty_torch_home: Path, weights: Path
 ) -> None:
     """The download path itself, with facenet-pytorch's downloader replaced (no network here)."""
-    import workbench.faces.facenet_pack as facenet_pack
-    import workbench.faces.onnx_pack as onnx_pack
+    from workbench.faces import weights as weights_module
 
     calls: list[tuple[str, Path]] = []
 
@@ -227,8 +222,8 @@ def test_download_goes_to_the_torch_cache_and_its_failure_is_reported(
         calls.append((url, path))
         raise OSError("connection reset")
 
-    monkeypatch.setattr(onnx_pack, "_online", lambda: True)
-    monkeypatch.setattr(facenet_pack, "_download", fail)
+    monkeypatch.setattr(weights_module, "online", lambda: True)
+    monkeypatch.setattr(weights_module, "download_facenet_weights", fail)
     with pytest.raises(ModelNotFoundError) as err:
         FacenetEmbedder(allow_download=True).load()
     assert "downloading it failed (OSError: connection reset)" in str(err.value)
@@ -239,7 +234,7 @@ def test_download_goes_to_the_torch_cache_and_its_failure_is_reported(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(weights.read_bytes())
 
-    monkeypatch.setattr(facenet_pack, "_download", fetch)
+    monkeypatch.setattr(weights_module, "download_facenet_weights", fetch)
     emb = FacenetEmbedder(allow_download=True)
     emb.load()
     assert emb.weights_path == target

@@ -18,8 +18,14 @@ from PIL import Image
 
 from tests.conftest import DevPhoto
 from tests.integration.conftest import DevWorkbench
-from workbench.gallery import GalleryFilter, GalleryItem, facets, gallery_page, photo_detail
-from workbench.thumbnails import ThumbnailCache, ThumbnailError, draw_boxes
+from workbench.analysis.gallery import (
+    GalleryFilter,
+    GalleryItem,
+    facets,
+    gallery_page,
+    photo_detail,
+)
+from workbench.imaging.thumbnails import ThumbnailCache, ThumbnailError, draw_boxes
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +33,7 @@ MAGENTA = (255, 0, 255)
 
 
 def items(dw: DevWorkbench, flt: GalleryFilter) -> list[GalleryItem]:
-    page = gallery_page(dw.wb.catalog, flt, page_size=1000)  # type: ignore[attr-defined]
+    page = gallery_page(dw.wb.catalog, flt, page_size=1000)
     assert page.pages <= 1
     return page.items
 
@@ -39,7 +45,7 @@ def magenta(jpeg: bytes) -> np.ndarray:
 
 @pytest.fixture
 def cache(dev_local: DevWorkbench, tmp_path: Path) -> ThumbnailCache:
-    return ThumbnailCache(dev_local.wb.settings, root=tmp_path / "thumbnails")  # type: ignore[attr-defined]
+    return ThumbnailCache(dev_local.wb.settings, root=tmp_path / "thumbnails")
 
 
 # ---- categories --------------------------------------------------------------------
@@ -47,18 +53,18 @@ def cache(dev_local: DevWorkbench, tmp_path: Path) -> ThumbnailCache:
 def test_no_face_category_is_the_no_face_photos(
     dev_any: DevWorkbench, dev_photos: list[DevPhoto], scoped: bool
 ) -> None:
-    pack = dev_any.wb.pack.name if scoped else None  # type: ignore[attr-defined]
+    pack = dev_any.wb.pack.name if scoped else None
     got = {Path(i.uri) for i in items(dev_any, GalleryFilter(status="no_faces", pack=pack))}
     want = {p.path.resolve() for p in dev_photos if p.category == "no_face"}
     assert len(want) == 4 and got == want
 
 
 def test_facets_of_the_dev_set(dev_any: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
-    f = facets(dev_any.wb.catalog)  # type: ignore[attr-defined]
+    f = facets(dev_any.wb.catalog)
     n = len(dev_photos)
     assert f.status == {"all": n, "faces": n - 4, "no_faces": 4, "errors": 0, "pending": 0}
     assert f.origin == {"local": n} and f.total == n
-    pack = dev_any.wb.pack.name  # type: ignore[attr-defined]
+    pack = dev_any.wb.pack.name
     with_faces = items(dev_any, GalleryFilter(status="faces", pack=pack))
     assert len(with_faces) == n - 4 and all(i.n_faces >= 1 for i in with_faces)
 
@@ -66,8 +72,8 @@ def test_facets_of_the_dev_set(dev_any: DevWorkbench, dev_photos: list[DevPhoto]
 def test_detail_of_a_group_photo(dev_any: DevWorkbench, dev_photos: list[DevPhoto]) -> None:
     group = next(p for p in dev_photos if p.category == "group")
     (item,) = [i for i in items(dev_any, GalleryFilter()) if Path(i.uri) == group.path.resolve()]
-    d = photo_detail(dev_any.wb.catalog, item.id)  # type: ignore[attr-defined]
-    assert d.pack == dev_any.wb.pack.name  # type: ignore[attr-defined]
+    d = photo_detail(dev_any.wb.catalog, item.id)
+    assert d.pack == dev_any.wb.pack.name
     assert len(d.faces) == item.n_faces >= 2
     for f in d.faces:
         x1, y1, x2, y2 = f.box
@@ -81,7 +87,7 @@ def test_sqlite_and_postgresql_catalogs_agree(
     dev_local_pg: DevWorkbench,  # noqa: F811
 ) -> None:
     """The same ingest on both databases: the same facets and the same pages."""
-    pack = dev_local.wb.pack.name  # type: ignore[attr-defined]
+    pack = dev_local.wb.pack.name
     filters = [
         GalleryFilter(),
         GalleryFilter(status="faces", pack=pack),
@@ -89,7 +95,7 @@ def test_sqlite_and_postgresql_catalogs_agree(
         GalleryFilter(source="local", origin="local"),
     ]
     for flt in filters:
-        assert facets(dev_local.wb.catalog, flt) == facets(dev_local_pg.wb.catalog, flt)  # type: ignore[attr-defined]
+        assert facets(dev_local.wb.catalog, flt) == facets(dev_local_pg.wb.catalog, flt)
         got = [
             sorted((i.sha256, i.uri, i.category, i.n_faces, i.width, i.date) for i in items(d, flt))
             for d in (dev_local, dev_local_pg)
@@ -99,7 +105,7 @@ def test_sqlite_and_postgresql_catalogs_agree(
 
 # ---- thumbnails --------------------------------------------------------------------
 def test_thumbnails_are_small_jpegs(dev_local: DevWorkbench, cache: ThumbnailCache) -> None:
-    page = gallery_page(dev_local.wb.catalog, GalleryFilter(), page_size=12)  # type: ignore[attr-defined]
+    page = gallery_page(dev_local.wb.catalog, GalleryFilter(), page_size=12)
     biggest = max(items(dev_local, GalleryFilter()), key=lambda i: (i.width or 0) * (i.height or 0))
     photos = [*page.items, biggest]
     batch = cache.thumbnails(photos)
@@ -118,7 +124,7 @@ def test_thumbnails_are_cached(dev_local: DevWorkbench, cache: ThumbnailCache) -
     photo = items(dev_local, GalleryFilter(status="faces"))[0]
     path = cache.thumbnail(photo)
     mtime, decodes = path.stat().st_mtime_ns, cache.stats.decodes
-    again = ThumbnailCache(dev_local.wb.settings, root=cache.root)  # type: ignore[attr-defined]
+    again = ThumbnailCache(dev_local.wb.settings, root=cache.root)
     assert again.thumbnail(photo) == path == cache.thumbnail(photo)
     assert path.stat().st_mtime_ns == mtime
     assert (again.stats.decodes, cache.stats.decodes) == (0, decodes)
@@ -126,7 +132,7 @@ def test_thumbnails_are_cached(dev_local: DevWorkbench, cache: ThumbnailCache) -
 
 
 def test_boxes_scale_onto_the_thumbnail(dev_local: DevWorkbench, cache: ThumbnailCache) -> None:
-    catalog = dev_local.wb.catalog  # type: ignore[attr-defined]
+    catalog = dev_local.wb.catalog
     photo = max(
         items(dev_local, GalleryFilter(status="faces")), key=lambda i: (i.width or 0) * i.n_faces
     )
@@ -161,7 +167,7 @@ def test_boxes_scale_onto_the_thumbnail(dev_local: DevWorkbench, cache: Thumbnai
 
 def test_face_thumbnails_are_square(dev_local: DevWorkbench, cache: ThumbnailCache) -> None:
     photo = max(items(dev_local, GalleryFilter(status="faces")), key=lambda i: i.n_faces)
-    d = photo_detail(dev_local.wb.catalog, photo.id)  # type: ignore[attr-defined]
+    d = photo_detail(dev_local.wb.catalog, photo.id)
     paths = cache.face_thumbnails(d, d.boxes)
     assert len(set(paths)) == len(d.faces) >= 2 and cache.stats.decodes == 1
     for p in paths:
@@ -182,9 +188,9 @@ def test_vanished_source_file_names_the_photo(
     folder.mkdir()
     for p in dev_photos[:3]:
         shutil.copy(p.path, folder / p.path.name)
-    settings = dev_local.wb.settings.model_copy(update={"home": tmp_path / "wb"})  # type: ignore[attr-defined]
+    settings = dev_local.wb.settings.model_copy(update={"home": tmp_path / "wb"})
     with Workbench(settings) as wb:
-        assert wb.ingest([folder], progress=False, embed=False).pending == 3
+        assert wb.ingest([folder], progress=False, register_only=True).pending == 3
         page = gallery_page(wb.catalog, GalleryFilter(status="pending"))
         gone = page.items[0]
         Path(gone.uri).unlink()

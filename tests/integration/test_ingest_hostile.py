@@ -21,7 +21,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from workbench.core import Workbench
-from workbench.store.catalog import Face, Photo
+from workbench.store.models import Face, Photo
 
 pytestmark = pytest.mark.integration
 

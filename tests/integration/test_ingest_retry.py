@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from workbench.store.catalog import Photo
+from workbench.store.models import Photo
 
 pytestmark = pytest.mark.integration
 

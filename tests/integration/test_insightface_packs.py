@@ -3,7 +3,7 @@
 Everything runs offline: the model roots are built here from the shared SCRFD
 detector and a tiny recognizer generated with ``onnx.helper`` (shape-correct
 for insightface: one [N, 3, 112, 112] float input, one [N, 512] output), and
-`_online` is patched so that no test ever opens a network connection.
+`weights.online` is patched so that no test ever opens a network connection.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from workbench.errors import (
     UnknownNameError,
     WorkbenchError,
 )
-from workbench.faces import onnx_pack
-from workbench.faces.packs import open_pack
-from workbench.imaging import decode_image
+from workbench.faces import weights
+from workbench.faces.registry import open_pack
+from workbench.imaging.decode import decode_image
 from workbench.settings import WorkbenchSettings
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def dev_photo(faces_dev_dir: Path, name: str = "images/dev_0001.jpg") -> np.ndar
     return decode_image((faces_dev_dir / name).read_bytes()).rgb
 
 
-_real_online = onnx_pack._online
+_real_online = weights.online
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*_args: object, **_kwargs: object) -> bool:
         return False
 
-    monkeypatch.setattr(onnx_pack, "_online", offline)
+    monkeypatch.setattr(weights, "online", offline)
 
 
 # --------------------------------------------------------------------------- buffalo_l / buffalo_s
@@ -189,7 +189,7 @@ def test_download_allowed_but_offline_is_clean_and_quick(
     def no_download(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("must not try to download when offline")
 
-    monkeypatch.setattr(onnx_pack, "_download", no_download)
+    monkeypatch.setattr(weights, "download_insightface_pack", no_download)
     settings = offline_settings(tmp_path).model_copy(update={"allow_download": True})
     started = time.monotonic()
     with pytest.raises(ModelNotFoundError) as info:
@@ -209,7 +209,7 @@ def test_failed_download_is_a_model_not_found_error(
     def broken(*_args: object, **_kwargs: object) -> str:
         raise RuntimeError("Failed downloading url https://example.invalid/buffalo_l.zip")
 
-    monkeypatch.setattr(onnx_pack, "_online", lambda *a, **k: True)
+    monkeypatch.setattr(weights, "online", lambda *a, **k: True)
     monkeypatch.setattr(insightface.utils, "ensure_available", broken)
     settings = offline_settings(tmp_path).model_copy(update={"allow_download": True})
     with pytest.raises(ModelNotFoundError, match="downloading the buffalo_l pack"):
@@ -226,7 +226,7 @@ def test_download_that_leaves_files_missing_is_clean(
         target.mkdir(parents=True, exist_ok=True)
         return str(target)
 
-    monkeypatch.setattr(onnx_pack, "_online", lambda *a, **k: True)
+    monkeypatch.setattr(weights, "online", lambda *a, **k: True)
     monkeypatch.setattr(insightface.utils, "ensure_available", empty_zip)
     settings = offline_settings(tmp_path).model_copy(update={"allow_download": True})
     with pytest.raises(ModelNotFoundError) as info:
@@ -252,7 +252,7 @@ def test_incomplete_pack_folder_is_downloaded_again(
     def not_this_one(*_args: object, **_kwargs: object) -> str:
         raise AssertionError("ensure_available skips an existing folder")
 
-    monkeypatch.setattr(onnx_pack, "_online", lambda *a, **k: True)
+    monkeypatch.setattr(weights, "online", lambda *a, **k: True)
     monkeypatch.setattr(insightface.utils, "download", fake_download)
     monkeypatch.setattr(insightface.utils, "ensure_available", not_this_one)
     settings = offline_settings(tmp_path).model_copy(update={"allow_download": True})
@@ -262,7 +262,7 @@ def test_incomplete_pack_folder_is_downloaded_again(
 
 
 def test_online_probe_is_bounded_and_local(tmp_path: Path) -> None:
-    """The real `_online`, against loopback only: a listening port and a closed one."""
+    """The real `weights.online`, against loopback only: a listening port and a closed one."""
     import socket
 
     probe = _real_online

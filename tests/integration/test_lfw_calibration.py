@@ -53,9 +53,10 @@ def test_shipped_calibration_has_the_pack(pack: str) -> None:
 
 
 def test_local_pack_slice_agrees_with_shipped(local_settings: object, lfw_dir: Path) -> None:
+    from workbench.evaluation.calibrate import fit_calibration
     from workbench.evaluation.lfw import images_root, score_pairs
-    from workbench.faces.calibration import fit_calibration, load_calibration
-    from workbench.faces.packs import open_pack
+    from workbench.faces.calibration import load_calibration
+    from workbench.faces.registry import open_pack
 
     pack = open_pack("local", local_settings).load()  # type: ignore[arg-type]
     assert pack.name == LOCAL_PACK

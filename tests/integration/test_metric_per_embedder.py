@@ -31,14 +31,14 @@ def test_mobilefacenet_under_either_metric(
     photos = _photos(dev_photos)
     overrides = {} if metric == "cosine" else {"storage": {"metric": "l2"}}
     settings = local_pack_settings(tmp_path / metric, models_dir, **overrides)
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         assert wb.pack.metric == "cosine"  # what MobileFaceNet was trained for
         wb.ingest([p.path for p in photos], progress=False)
         assert wb.index_spec().metric == metric == wb.metric
         cal = wb.calibration
         # the fit stored for this metric, not a conversion
         assert cal.metric == metric and "converted" not in cal.protocol
-        shipped = load_calibration(wb.pack.name, None, metric)  # type: ignore[arg-type]
+        shipped = load_calibration(wb.pack.name, None, metric)
         assert cal.threshold == pytest.approx(shipped.threshold)
         if metric == "l2":
             assert 1.0 < cal.threshold < 1.4  # a distance between unit vectors
@@ -55,8 +55,8 @@ def test_mobilefacenet_under_either_metric(
 
 
 def test_dlib_and_facenet_default_to_l2() -> None:
-    from workbench.faces.dlib_pack import DlibEmbedder
-    from workbench.faces.facenet_pack import FacenetEmbedder
+    from workbench.faces.backends.dlib import DlibEmbedder
+    from workbench.faces.backends.facenet import FacenetEmbedder
 
     assert DlibEmbedder.metric == "l2" and FacenetEmbedder.metric == "l2"
 
@@ -68,7 +68,7 @@ def test_reindex_keeps_the_metric_unless_asked(
 
     photos = _photos(dev_photos)[:2]
     settings = local_pack_settings(tmp_path / "wb", models_dir, storage={"metric": "l2"})
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         wb.ingest([p.path for p in photos], progress=False)
         wb.reindex(index_type="FLAT", progress=False)
         assert (wb.index_spec().index_type, wb.index_spec().metric) == ("FLAT", "l2")

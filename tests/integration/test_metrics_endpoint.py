@@ -60,7 +60,7 @@ def ingested_home(
     photos.mkdir()
     for name in PHOTOS:
         (photos / name).write_bytes((faces_dev_dir / "images" / name).read_bytes())
-    with Workbench(local_pack_settings(home / "wb", models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(home / "wb", models_dir)) as wb:
         wb.ingest([photos], progress=False)
     return home / "wb"
 
@@ -91,11 +91,11 @@ def test_serve_metrics_reports_catalog_and_process(
     text = _scrape(port)
     samples = _samples(text)
 
-    with Workbench(local_pack_settings(ingested_home, models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(ingested_home, models_dir)) as wb:
         stats = wb.catalog  # catalog only: the index belongs to nobody here
         from sqlalchemy import func, select
 
-        from workbench.store.catalog import Face, Photo
+        from workbench.store.models import Face, Photo
 
         with stats.session() as s:
             expected = {
@@ -153,7 +153,7 @@ def test_busy_catalog_gives_up_zero_not_an_error(tmp_path: Path, models_dir: Pat
     """A catalog that cannot be read (here: a directory where the SQLite file should be)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from workbench.cli_metrics import CatalogCollector
+    from workbench.monitoring.catalog import CatalogCollector
 
     settings = local_pack_settings(tmp_path / "wb", models_dir)
     bad = tmp_path / "wb" / "catalog.sqlite"
@@ -171,7 +171,7 @@ def test_locked_catalog_scrape_returns_quickly(ingested_home: Path, models_dir: 
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from workbench.cli_metrics import CatalogCollector
+    from workbench.monitoring.catalog import CatalogCollector
 
     settings = local_pack_settings(ingested_home, models_dir)
     db = sqlite3.connect(ingested_home / "catalog.sqlite", timeout=1)
@@ -229,7 +229,7 @@ def test_queue_poller_reports_depth_and_survives_a_down_broker(redis_url: str) -
     from loguru import logger
     from prometheus_client import REGISTRY
 
-    from workbench.cli_metrics import QueuePoller
+    from workbench.ingest.queue import QueuePoller
     from workbench.settings import QueueSettings
 
     queue = QueueSettings(url=redis_url, stream="test:metrics-depth", group="g")

@@ -165,7 +165,7 @@ def test_reindex_through_index_types_on_server(
     queries = photos[::3]  # one per person: each search runs the models once
     storage = {"milvus_uri": milvus_server, "milvus_db": milvus_db, "catalog_url": fresh_pg_url}
     settings = local_pack_settings(tmp_path / "wb", models_dir, storage=storage)
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         wb.ingest(photos, progress=False)
         faces = wb.stats().faces
         assert faces >= len(photos) and wb.stats().agree
@@ -175,7 +175,7 @@ def test_reindex_through_index_types_on_server(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("reindex ran a model")
 
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         for index_type in INDEX_TYPES[:-1]:
             with monkeypatch.context() as m:  # vectors come from the catalog: no model runs
                 for method in ("detect", "analyze", "analyze_many", "embed_at"):
@@ -196,7 +196,7 @@ def test_reindex_through_index_types_on_server(
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert (doc["vectors"], doc["index_type"]) == (faces, "HNSW")
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         assert wb.index_spec().index_type == "HNSW" and wb.stats().agree
         assert _top_matches(wb, queries) == before
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tests.conftest import DevPhoto, cli_env, local_pack_settings
 from tests.integration.conftest import DevWorkbench
 from tests.integration.test_spine import top1_rate
-from workbench.store.catalog import Face
+from workbench.store.models import Face
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def shared_home(
     images = faces_dev_dir / "images"
     _ingest(home, models_dir, images)
     _ingest(home, models_dir, images, "--detector", "mtcnn", "--embedder", "mobilefacenet")
-    with Workbench(local_pack_settings(home, models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(home, models_dir)) as wb:
         local_rate, _ = top1_rate(DevWorkbench(wb, None, dev_photos))
     return home, local_rate
 
@@ -69,7 +69,7 @@ def test_mixed_pack_searches_within_5_points_of_local(
 
     home, local_rate = shared_home
     settings = local_pack_settings(home, models_dir, detector="mtcnn", embedder="mobilefacenet")
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    with Workbench(settings) as wb:
         assert wb.pack.name == MIXED
         rate, misses = top1_rate(DevWorkbench(wb, None, dev_photos))
     print(f"top-1: local {local_rate:.1%}, {MIXED} {rate:.1%}")
@@ -86,8 +86,8 @@ def test_both_packs_share_the_embedders_collection_and_keep_their_own_faces(
 
     home, _ = shared_home
     # the pack named by its spec this time, rather than by --detector / --embedder
-    settings = local_pack_settings(home, models_dir).model_copy(update={"pack": MIXED})  # type: ignore[attr-defined]
-    with Workbench(settings) as wb:  # type: ignore[arg-type]
+    settings = local_pack_settings(home, models_dir).model_copy(update={"pack": MIXED})
+    with Workbench(settings) as wb:
         states = {s.pack: s for s in wb.stats().packs}
         assert set(states) == {LOCAL, MIXED}
         # one collection per embedder, whatever detector found the faces
@@ -123,6 +123,6 @@ def test_faces_of_each_pack_come_from_its_detector(
 
     home, _ = shared_home
     settings = local_pack_settings(home, models_dir)
-    with Workbench(settings) as wb, wb.catalog.session() as s:  # type: ignore[arg-type]
+    with Workbench(settings) as wb, wb.catalog.session() as s:
         scores = list(s.scalars(select(Face.score).where(Face.pack == MIXED)))
     assert scores and min(scores) >= 0.9

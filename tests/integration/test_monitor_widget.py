@@ -14,12 +14,12 @@ def test_monitor_shows_runs_counts_errors_agreement_and_metrics(dev_local: DevWo
     from workbench.widgets.monitor import Monitor, speed_table
 
     wb = dev_local.wb
-    app = Monitor(wb)  # type: ignore[arg-type]
+    app = Monitor(wb)
     assert app.marker.app == "monitor"
     assert app.banner.value == ""
 
     # The dev ingest is a run with every photo, and a speed above zero.
-    table = speed_table(wb)  # type: ignore[arg-type]
+    table = speed_table(wb)
     ingest = table[table["kind"] == "ingest"].iloc[0]
     n = len(dev_local.photos)
     assert ingest["photos"] == n
@@ -32,7 +32,7 @@ def test_monitor_shows_runs_counts_errors_agreement_and_metrics(dev_local: DevWo
     assert len(app._figure.data) == 2 and list(app._figure.data[0].y)[0] > 0
 
     # Counts per status: the same numbers as the catalog's own stats.
-    stats = wb.stats()  # type: ignore[attr-defined]
+    stats = wb.stats()
     assert f'data-total="{stats.photos}"' in app.counts.value
     total_row = app.counts.value.split('data-testid="total-row"')[1]
     for status in {r["status"] for r in stats.by_source_status}:

@@ -251,7 +251,7 @@ def test_second_report_counts_only_new_faces(
 
 def _attach_command(monkeypatch: pytest.MonkeyPatch) -> object:
     from workbench.cli import cli
-    from workbench.cli_notebooks import run_notebook
+    from workbench.cli.notebooks import run_notebook
 
     if "run-notebook" not in cli.commands:
         monkeypatch.setitem(cli.commands, "run-notebook", run_notebook)

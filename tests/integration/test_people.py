@@ -21,7 +21,7 @@ from tests.conftest import CATALOG_BACKENDS, cli_env, local_pack_settings, run_c
 from tests.services.postgres import create_database, drop_database
 from workbench.core import Workbench
 from workbench.evaluation.cluster_labels import face_labels, read_labels_csv
-from workbench.store.catalog import Face, FacePerson, Photo
+from workbench.store.models import Face, FacePerson, Photo
 
 HELD_OUT_IDENTITY = "deepface:Angelina"
 HELD_OUT = 2

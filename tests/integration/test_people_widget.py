@@ -29,7 +29,7 @@ def small_set(dev_photos: list[DevPhoto], target: Path) -> Path:
 def small_wb(tmp_path: Path, models_dir: Path, dev_photos: list[DevPhoto]) -> Iterator[Any]:
     from workbench.core import Workbench
 
-    wb = Workbench(local_pack_settings(tmp_path / "wb", models_dir))  # type: ignore[arg-type]
+    wb = Workbench(local_pack_settings(tmp_path / "wb", models_dir))
     wb.ingest([small_set(dev_photos, tmp_path / "photos")], progress=False)
     yield wb
     wb.close()

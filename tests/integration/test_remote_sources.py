@@ -57,7 +57,7 @@ def _wb(home: Path, models: Path, disk: Any = None, vk: Any = None, **extra: Any
         remote["vk_api_url"] = vk.base_url
         remote["vk_requests_per_second"] = 20
     remote.update(extra.pop("remote", {}))
-    return Workbench(local_pack_settings(home, models, remote=remote, **extra))  # type: ignore[arg-type]
+    return Workbench(local_pack_settings(home, models, remote=remote, **extra))
 
 
 def _nested_tree(dev_photos: list[Any], n: int = 12) -> dict[str, Path]:
@@ -69,7 +69,7 @@ def _nested_tree(dev_photos: list[Any], n: int = 12) -> dict[str, Path]:
 def _remote_rows(wb: Any, origin: str) -> list[Any]:
     from sqlalchemy import select
 
-    from workbench.store.catalog import Photo
+    from workbench.store.models import Photo
 
     with wb.catalog.session() as s:
         return list(s.scalars(select(Photo).where(Photo.origin == origin).order_by(Photo.uri)))
@@ -240,7 +240,7 @@ def test_registered_remote_photos_are_downloaded_again_by_embed(
     link = disk.publish("StagedKey", _nested_tree(dev_photos, 3))
     wb = _wb(tmp_path / "wb", models_dir, disk=disk)
     try:
-        registered = wb.ingest([f"yadisk:{link}"], progress=False, embed=False)
+        registered = wb.ingest([f"yadisk:{link}"], progress=False, register_only=True)
         assert registered.pending == 3
         embedded = wb.embed(progress=False)
         assert (embedded.photos, embedded.errors) == (3, 0) and embedded.faces >= 3
@@ -436,7 +436,7 @@ def test_tokens_never_reach_logs_catalog_exports_or_notebooks(
     monkeypatch.setenv("WORKBENCH_YADISK_TOKEN", "y0_EXPIRED-yadisk-token-000111222")
     nb = run_notebook(
         "01_ingest",
-        {"home": str(home), "paths": ["vk:album/-9_2", "yadisk:/disk/P"], "embed": True},
+        {"home": str(home), "paths": ["vk:album/-9_2", "yadisk:/disk/P"], "register_only": False},
         output=tmp_path / "nb" / "01_ingest.ipynb",
     )
     notebook_text = Path(nb.output).read_text()

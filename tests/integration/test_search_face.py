@@ -9,21 +9,20 @@ from sqlalchemy import select
 
 from tests.integration.conftest import DevWorkbench
 from workbench.errors import WorkbenchError
-from workbench.search import search_face
-from workbench.store.catalog import Face
+from workbench.store.models import Face
 
 pytestmark = pytest.mark.integration
 
 
 def test_stored_face_finds_the_same_person_in_other_photos(dev_local: DevWorkbench) -> None:
-    wb = dev_local.wb  # type: ignore[attr-defined]
+    wb = dev_local.wb
     identity_of = {str(p.path.resolve()): p.identity for p in dev_local.photos}
     counts = Counter(p.identity for p in dev_local.photos if p.category == "identity")
     query = next(p for p in dev_local.photos if p.category == "identity" and counts[p.identity] > 2)
     photo = wb.catalog.find_photo(str(query.path.resolve()))
     with wb.catalog.session() as s:
         face_id = s.scalar(select(Face.id).where(Face.photo_id == photo.id).order_by(Face.id))
-    matches = search_face(wb, face_id, top_k=5)
+    matches = wb.search_face(face_id, top_k=5)
     assert matches, "no match above the threshold"
     assert all(m.photo_id != photo.id for m in matches)  # other photos only
     assert [m.similarity for m in matches] == sorted((m.similarity for m in matches), reverse=True)
@@ -33,4 +32,4 @@ def test_stored_face_finds_the_same_person_in_other_photos(dev_local: DevWorkben
 
 def test_unknown_face_is_a_clear_error(dev_local: DevWorkbench) -> None:
     with pytest.raises(WorkbenchError, match="face 987654321 is no longer in the catalog"):
-        search_face(dev_local.wb, 987654321)  # type: ignore[arg-type]
+        dev_local.wb.search_face(987654321)

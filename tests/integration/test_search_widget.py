@@ -18,12 +18,10 @@ import pytest
 
 from tests.conftest import DevPhoto
 from tests.integration.conftest import DevWorkbench
-from workbench.thumbnails import ThumbnailCache
-from workbench.widgets.search import (
+from workbench.imaging.thumbnails import ThumbnailCache
+from workbench.widgets.search import THRESHOLD_MAX, THRESHOLD_MIN, SearchBySample
+from workbench.widgets.search_results import (
     RESULT_COLUMNS,
-    THRESHOLD_MAX,
-    THRESHOLD_MIN,
-    SearchBySample,
     read_uploads,
     result_rows,
     results_csv,
@@ -54,8 +52,8 @@ def file_value(path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def app(dev_local: DevWorkbench, tmp_path: Path) -> SearchBySample:
-    cache = ThumbnailCache(dev_local.wb.settings, root=tmp_path / "thumbs")  # type: ignore[attr-defined]
-    return SearchBySample(dev_local.wb, cache=cache)  # type: ignore[arg-type]
+    cache = ThumbnailCache(dev_local.wb.settings, root=tmp_path / "thumbs")
+    return SearchBySample(dev_local.wb, cache=cache)
 
 
 def identity_photos(dev_photos: list[DevPhoto], identity: str) -> list[DevPhoto]:
@@ -177,7 +175,7 @@ def test_bad_files_give_messages_beside_good_results(
 def test_unexpected_failure_is_a_message(
     dev_local: DevWorkbench, monkeypatch: pytest.MonkeyPatch, dev_photos: list[DevPhoto]
 ) -> None:
-    wb: Any = dev_local.wb
+    wb = dev_local.wb
 
     def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError("index went away")

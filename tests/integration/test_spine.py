@@ -13,7 +13,7 @@ from tests.conftest import local_pack_settings
 from tests.integration.conftest import DevWorkbench
 from tests.services.milvus import drop_milvus_db, milvus_db_name
 from tests.services.postgres import fresh_pg_url  # noqa: F401 - fixture
-from workbench.store.catalog import Face, Photo
+from workbench.store.models import Face, Photo
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ PACK_GOALS = {"dev_local": 0.90, "dev_dlib": 0.80}
 
 
 def _status_by_path(dw: DevWorkbench) -> dict[Path, Photo]:
-    with dw.wb.catalog.session() as s:  # type: ignore[attr-defined]
+    with dw.wb.catalog.session() as s:
         return {Path(p.uri): p for p in s.scalars(select(Photo))}
 
 
@@ -36,7 +36,7 @@ def top1_rate(dw: DevWorkbench) -> tuple[float, list[str]]:
     identity_of = {str(p.path.resolve()): p.identity for p in dw.photos}
     hits, misses = 0, []
     for q in queries:
-        results = dw.wb.search(q.path, top_k=8, threshold=0)  # type: ignore[attr-defined]
+        results = dw.wb.search(q.path, top_k=8, threshold=0)
         assert results, f"no face detected in the query photo {q.path.name}"
         # The photo's subject is its largest face.
         face = max(results, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
@@ -74,7 +74,7 @@ def test_search_finds_same_person_on_server_and_postgres(
     db = milvus_db_name(request)
     storage = {"milvus_uri": milvus_server, "milvus_db": db, "catalog_url": fresh_pg_url}
     settings = local_pack_settings(tmp_path / "wb", models_dir, storage=storage)
-    wb = Workbench(settings)  # type: ignore[arg-type]
+    wb = Workbench(settings)
     try:
         assert not wb.index.is_lite and wb.catalog.engine.dialect.name == "postgresql"
         report = wb.ingest([faces_dev_dir / "images"], progress=False)
@@ -110,9 +110,9 @@ def test_reingest_adds_nothing(
     fixture: str, request: pytest.FixtureRequest, faces_dev_dir: Path
 ) -> None:
     dw: DevWorkbench = request.getfixturevalue(fixture)
-    assert dw.report.photos == len(dw.photos)  # type: ignore[attr-defined]
-    before = dw.wb.stats()  # type: ignore[attr-defined]
-    again = dw.wb.ingest([faces_dev_dir / "images"], progress=False)  # type: ignore[attr-defined]
+    assert dw.report.photos == len(dw.photos)
+    before = dw.wb.stats()
+    again = dw.wb.ingest([faces_dev_dir / "images"], progress=False)
     assert again.counts() == {
         "photos": 0,
         "faces": 0,
@@ -120,35 +120,35 @@ def test_reingest_adds_nothing(
         "errors": 0,
         "skipped": len(dw.photos),
     }
-    after = dw.wb.stats()  # type: ignore[attr-defined]
+    after = dw.wb.stats()
     assert (after.photos, after.faces) == (before.photos, before.faces)
     assert after.agree
 
 
 def test_faces_record_pack_box_landmarks(dev_local: DevWorkbench) -> None:
-    pack = dev_local.wb.pack  # type: ignore[attr-defined]
-    with dev_local.wb.catalog.session() as s:  # type: ignore[attr-defined]
+    pack = dev_local.wb.pack
+    with dev_local.wb.catalog.session() as s:
         faces = list(s.scalars(select(Face)))
     assert faces and {f.pack for f in faces} == {pack.name}
     for f in faces:
         assert f.x2 > f.x1 and f.y2 > f.y1 and len(f.landmarks) == 10
-        assert f.score >= dev_local.wb.settings.detection.min_score  # type: ignore[attr-defined]
-        assert min(f.x2 - f.x1, f.y2 - f.y1) >= dev_local.wb.settings.detection.min_face_size  # type: ignore[attr-defined]
+        assert f.score >= dev_local.wb.settings.detection.min_score
+        assert min(f.x2 - f.x1, f.y2 - f.y1) >= dev_local.wb.settings.detection.min_face_size
         assert len(f.embedding) == 4 * pack.embedding_dim
 
 
 def test_packs_never_share_a_collection(dev_local: DevWorkbench, dev_dlib: DevWorkbench) -> None:
-    a, b = dev_local.wb.pack, dev_dlib.wb.pack  # type: ignore[attr-defined]
+    a, b = dev_local.wb.pack, dev_dlib.wb.pack
     assert a.name != b.name and a.collection_name != b.collection_name
 
 
 def test_similarity_is_calibrated(dev_local: DevWorkbench, dev_photos: list) -> None:
     """A photo matches itself at ~100 %; the threshold filters matches below it."""
     wb = dev_local.wb
-    assert wb.calibration.calibrated, "the local pack ships a calibration from LFW View 1"  # type: ignore[attr-defined]
+    assert wb.calibration.calibrated, "the local pack ships a calibration from LFW View 1"
     q = next(p for p in dev_photos if p.category == "identity")
-    loose = wb.search(q.path, top_k=20, threshold=0)  # type: ignore[attr-defined]
-    strict = wb.search(q.path, top_k=20, threshold=95)  # type: ignore[attr-defined]
+    loose = wb.search(q.path, top_k=20, threshold=0)
+    strict = wb.search(q.path, top_k=20, threshold=95)
     face = max(range(len(loose)), key=lambda i: loose[i].score)
     assert loose[face].matches[0].photo == str(q.path.resolve())
     assert loose[face].matches[0].similarity > 99
@@ -230,7 +230,7 @@ def test_l2_metric(tmp_path: Path, models_dir: Path, dev_photos: list) -> None:
     runs = {}
     for metric in ("cosine", "l2"):
         settings = local_pack_settings(tmp_path / metric, models_dir, storage={"metric": metric})
-        with Workbench(settings) as wb:  # type: ignore[arg-type]
+        with Workbench(settings) as wb:
             wb.ingest([p.path for p in obama[1:]], progress=False)
             runs[metric] = [
                 (m.photo, m.cosine, m.similarity)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from workbench.store.catalog import Photo
+from workbench.store.models import Photo
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,11 @@ def test_register_then_embed_then_reindex(album: Path, local_settings: object) -
     from workbench.core import Workbench
 
     with Workbench(local_settings) as wb:  # type: ignore[arg-type]
-        reg = wb.ingest([album], progress=False, embed=False)
+        reg = wb.ingest([album], progress=False, register_only=True)
         # Registering decodes and records photos without loading any model.
         assert wb._pack is None
         assert (reg.photos, reg.pending, reg.errors, reg.faces) == (10, 9, 1, 0)
-        assert wb.ingest([album], progress=False, embed=False).skipped == 10
+        assert wb.ingest([album], progress=False, register_only=True).skipped == 10
         statuses = _statuses(wb)
         assert statuses["broken.jpg"] == "error"
         assert sorted(set(statuses.values())) == ["error", "pending"]
@@ -85,7 +85,7 @@ def test_photo_changed_or_gone_before_embedding(album: Path, local_settings: obj
     from workbench.core import Workbench
 
     with Workbench(local_settings) as wb:  # type: ignore[arg-type]
-        wb.ingest([album], progress=False, embed=False)
+        wb.ingest([album], progress=False, register_only=True)
         files = sorted(album.glob("dev_*.jpg"))
         files[0].write_bytes(files[1].read_bytes())  # replaced by other bytes
         files[2].unlink()  # gone
@@ -131,7 +131,7 @@ def test_second_pack_embeds_photos_the_first_pack_did(
 
 
 def first_pack_name(settings: object) -> str:
-    from workbench.faces.packs import open_pack
+    from workbench.faces.registry import open_pack
 
     return open_pack("local", settings).name  # type: ignore[arg-type]
 
@@ -144,7 +144,7 @@ def test_embedding_matches_a_one_go_ingest(album: Path, tmp_path: Path, models_d
     two = local_pack_settings(tmp_path / "two", models_dir)
     with Workbench(one) as a, Workbench(two) as b:  # type: ignore[arg-type]
         a.ingest([album], progress=False)
-        b.ingest([album], progress=False, embed=False)
+        b.ingest([album], progress=False, register_only=True)
         b.embed(progress=False)
         va, vb = _vectors(a), _vectors(b)
     assert va.keys() == vb.keys()
@@ -154,8 +154,8 @@ def test_embedding_matches_a_one_go_ingest(album: Path, tmp_path: Path, models_d
 
 def _vectors(wb: object) -> dict[tuple[str, float], np.ndarray]:
     """Face vectors keyed by photo sha256 and box corner."""
-    from workbench.store.catalog import Face
+    from workbench.store.models import Face
 
-    with wb.catalog.session() as s:  # type: ignore[attr-defined]
+    with wb.catalog.session() as s:
         rows = s.execute(select(Photo.sha256, Face).join(Face, Face.photo_id == Photo.id)).all()
         return {(sha, round(f.x1)): f.vector() for sha, f in rows}

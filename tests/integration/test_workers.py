@@ -41,7 +41,7 @@ def reference(
     from workbench.core import Workbench
 
     home = tmp_path_factory.mktemp("reference")
-    with Workbench(local_pack_settings(home, models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(home, models_dir)) as wb:
         report = wb.ingest(lfw200, source="lfw200", progress=False)
         assert report.errors == 0
         return _faces_by_uri(wb)
@@ -50,7 +50,7 @@ def reference(
 def _faces_by_uri(wb: object) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from workbench.store.catalog import Face, Photo
+    from workbench.store.models import Face, Photo
 
     with wb.catalog.session() as s:  # type: ignore[attr-defined]
         rows = s.execute(
@@ -144,7 +144,7 @@ def test_killed_worker_loses_and_duplicates_nothing(
     server_storage: dict[str, str],
 ) -> None:
     from workbench.core import Workbench
-    from workbench.queue import queue_state
+    from workbench.ingest.queue import queue_state
     from workbench.settings import WorkbenchSettings
 
     env = _queue_env(
@@ -217,7 +217,7 @@ def test_killed_worker_loses_and_duplicates_nothing(
         st = wb.stats()
         from sqlalchemy import func, select
 
-        from workbench.store.catalog import Analysis, Photo
+        from workbench.store.models import Analysis, Photo
 
         with wb.catalog.session() as s:
             statuses = dict(
@@ -242,7 +242,7 @@ def test_killed_worker_loses_and_duplicates_nothing(
 
 _CRASHING_WORKER = """
 import hashlib, os, sys
-import workbench.pipeline as pipeline
+import workbench.ingest.pipeline as pipeline
 
 poison, args = sys.argv[1], sys.argv[2:]
 decode = pipeline.decode_image
@@ -269,7 +269,7 @@ def test_poison_photo_is_recorded_not_retried_forever(
     import hashlib
 
     from workbench.core import Workbench
-    from workbench.store.catalog import Photo
+    from workbench.store.models import Photo
 
     photos = lfw200[:6]
     poison = photos[2]
@@ -297,7 +297,7 @@ def test_poison_photo_is_recorded_not_retried_forever(
     # the 4th delivery is recorded as the photo's error instead.
     assert exits == [3, 3, 3, 0] or (exits[-1] == 0 and exits.count(3) == 3), exits
 
-    with Workbench(local_pack_settings(tmp_path / "home", models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(tmp_path / "home", models_dir)) as wb:
         got = _faces_by_uri(wb)
         with wb.catalog.session() as s:
             bad = s.query(Photo).filter(Photo.uri == str(poison)).one()
@@ -312,7 +312,7 @@ def test_poison_photo_is_recorded_not_retried_forever(
 def test_enqueue_reports_a_bad_source_and_sends_the_rest(
     tmp_path: Path, models_dir: Path, lfw200: list[Path], redis_url: str
 ) -> None:
-    from workbench.queue import queue_state
+    from workbench.ingest.queue import queue_state
     from workbench.settings import QueueSettings
 
     env = _queue_env(tmp_path / "home", models_dir, redis_url)
@@ -332,7 +332,7 @@ def test_enqueue_reports_a_bad_source_and_sends_the_rest(
 
 def test_job_messages_and_broker_urls_are_checked() -> None:
     from workbench.errors import ConfigurationError, WorkbenchError
-    from workbench.queue import PhotoJob, check_broker_url
+    from workbench.ingest.queue import PhotoJob, check_broker_url
 
     job = PhotoJob("lfw", "local", "/x/a.jpg", {"k": 1})
     assert PhotoJob.from_message(job.to_message()) == job
@@ -361,11 +361,11 @@ _FLAKY_INDEX_WORKER = """
 import sys
 from pathlib import Path
 
-from workbench.core import Workbench
 from workbench.errors import StoreError
+from workbench.store.faces import FaceStore
 
 flag, args = Path(sys.argv[1]), sys.argv[2:]
-write = Workbench.write_vectors
+write = FaceStore.write_vectors
 
 def fail_once(self, *a, **k):
     # Stands for Milvus going away for a moment, after the catalog committed the batch.
@@ -374,7 +374,7 @@ def fail_once(self, *a, **k):
         raise StoreError("Milvus is unreachable (injected)")
     return write(self, *a, **k)
 
-Workbench.write_vectors = fail_once
+FaceStore.write_vectors = fail_once
 from workbench.cli import main
 main(args)
 """
@@ -401,7 +401,7 @@ def test_a_failed_index_write_leaves_jobs_pending_then_recovers(
     log = w.text()
     assert "jobs failed and stay pending" in log and "Milvus is unreachable" in log
     assert "took over" in log  # the same worker claimed its own failed jobs again
-    with Workbench(local_pack_settings(tmp_path / "home", models_dir)) as wb:  # type: ignore[arg-type]
+    with Workbench(local_pack_settings(tmp_path / "home", models_dir)) as wb:
         got = _faces_by_uri(wb)
         st = wb.stats()
     assert got == {str(p): reference[str(p)] for p in photos}

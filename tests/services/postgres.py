@@ -210,13 +210,13 @@ def dev_local_pg(
         yield _SHARED["dev_local_pg"]
         return
     from tests.conftest import local_pack_settings
-    from tests.integration.conftest import _build
+    from tests.integration.conftest import build_dev_workbench
 
     name = f"dev_local_{uuid.uuid4().hex[:8]}"
     url = create_database(postgres_url, name)
     home = tmp_path_factory.mktemp("dev-local-pg")
     settings = local_pack_settings(home, models_dir, storage={"catalog_url": url})
-    dw = _build(settings, faces_dev_dir, dev_photos)  # type: ignore[arg-type]
+    dw = build_dev_workbench(settings, faces_dev_dir, dev_photos)
     _SHARED["dev_local_pg"] = dw
     try:
         yield dw

@@ -26,7 +26,7 @@ def test_full_lfw_view2_matches_the_golden_values(
     kind: str, lfw_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     from workbench.evaluation import evaluate_lfw
-    from workbench.faces.packs import open_pack
+    from workbench.faces.registry import open_pack
 
     spec = GOLDEN["packs"][kind]
     settings = GOLDEN_MODULE.reference_settings(kind, models_dir, tmp_path)  # type: ignore[attr-defined]

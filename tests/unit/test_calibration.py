@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workbench.evaluation.calibrate import fit_calibration, platt_slope, save_calibration
 from workbench.evaluation.lfw import (
     LfwError,
     choose_face,
@@ -23,11 +24,8 @@ from workbench.faces.calibration import (
     CALIBRATION_FILE,
     UNCALIBRATED_THRESHOLD,
     Calibration,
-    fit_calibration,
     load_calibration,
     package_calibration_path,
-    platt_slope,
-    save_calibration,
 )
 from workbench.faces.types import AnalyzedFace, DetectedFace
 
@@ -85,9 +83,9 @@ def shipped(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
     from workbench.faces import calibration
 
     table = {"shipped-pack": {"threshold": 0.31, "slope": 20.0, "accuracy": 0.98, "pairs": 2200}}
-    real_read = calibration._read
+    real_read = calibration.read_calibrations
     monkeypatch.setattr(
-        calibration, "_read", lambda path: table if path is None else real_read(path)
+        calibration, "read_calibrations", lambda path: table if path is None else real_read(path)
     )
     return table
 

@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workbench.evaluation.calibrate import fit_calibration, save_calibration
 from workbench.faces.calibration import (
     Calibration,
     calibration_key,
     cosine_to_l2,
-    fit_calibration,
     load_calibration,
-    save_calibration,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.cluster import (
+from workbench.analysis.cluster import (
     NOISE,
     ClusterParams,
     FaceDBSCAN,

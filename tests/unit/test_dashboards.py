@@ -179,9 +179,10 @@ def test_gallery_widget_filters_pages_and_detail(tmp_path: Path) -> None:
     from sqlalchemy import insert
 
     from workbench.core import Workbench
-    from workbench.imaging import DecodedImage
-    from workbench.store.catalog import Catalog, Photo
-    from workbench.thumbnails import ThumbnailCache
+    from workbench.imaging.decode import DecodedImage
+    from workbench.imaging.thumbnails import ThumbnailCache
+    from workbench.store.catalog import Catalog
+    from workbench.store.models import Photo
     from workbench.widgets.gallery import Gallery
 
     settings = WorkbenchSettings(home=tmp_path / "wb", local={"models_dir": tmp_path / "none"})

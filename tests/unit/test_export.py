@@ -1,4 +1,4 @@
-"""`workbench.export` on a real SQLite catalog: every table in every format, read back."""
+"""`workbench.analysis.export` on a real SQLite catalog: every table in every format, read back."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import openpyxl
 import pytest
 from sqlalchemy import event, select
 
-from workbench import export as ex
+from workbench.analysis import export as ex
 from workbench.cli import main
 from workbench.errors import ConfigurationError, UnknownNameError, WorkbenchError
-from workbench.store.catalog import Analysis, Catalog, Face, FacePerson, Person, Photo
+from workbench.store.catalog import Catalog
+from workbench.store.models import Analysis, Face, FacePerson, Person, Photo
 
 pytestmark = pytest.mark.unit
 
@@ -270,7 +271,7 @@ def test_rows_cover_the_odd_cases(catalog: Catalog) -> None:
 @pytest.mark.parametrize("what", WHATS)
 def test_export_round_trips(catalog: Catalog, tmp_path: Path, what: str, fmt: str) -> None:
     out = tmp_path / "exports" / "deeper" / f"{what}.{fmt}"
-    result = ex.export(catalog, what, fmt, out)
+    result = ex.export(catalog, what, out, fmt)
     expected = expected_rows(catalog, what)
     assert result == ex.ExportResult(what, fmt, out.resolve(), len(expected))
     assert result.to_dict() == {
@@ -288,7 +289,7 @@ def test_empty_export_has_the_header(tmp_path: Path, fmt: str) -> None:
     cat = Catalog(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     try:
         out = tmp_path / f"faces.{fmt}"
-        assert ex.export(cat, "faces", None, out).rows == 0
+        assert ex.export(cat, "faces", out, None).rows == 0
         assert read_back(out, fmt, "faces") == []
     finally:
         cat.close()
@@ -329,7 +330,7 @@ def test_unknown_person_and_wrong_pack(catalog: Catalog, tmp_path: Path) -> None
     with pytest.raises(
         ConfigurationError, match="person 1 is a person of pack 'local', not 'dlib'"
     ):
-        ex.export(catalog, "faces", "csv", tmp_path / "x.csv", person=1, pack="dlib")
+        ex.export(catalog, "faces", tmp_path / "x.csv", "csv", person=1, pack="dlib")
     assert not (tmp_path / "x.csv").exists()
 
 
@@ -339,14 +340,14 @@ def test_unknown_what_and_format(catalog: Catalog, tmp_path: Path) -> None:
     ):
         ex.iter_rows(catalog, "cats")
     with pytest.raises(ConfigurationError, match="available: csv, json, xlsx"):
-        ex.export(catalog, "faces", "parquet", tmp_path / "x.parquet")
+        ex.export(catalog, "faces", tmp_path / "x.parquet", "parquet")
     with pytest.raises(ConfigurationError, match=r"suffix '\.txt'.*\.csv, \.json, \.xlsx"):
-        ex.export(catalog, "faces", None, tmp_path / "x.txt")
+        ex.export(catalog, "faces", tmp_path / "x.txt", None)
     with pytest.raises(ConfigurationError, match="is a directory"):
-        ex.export(catalog, "faces", "csv", tmp_path)
+        ex.export(catalog, "faces", tmp_path, "csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wb"]
-    assert ex.export(catalog, "faces", "CSV", tmp_path / "x.txt").format == "csv"
-    assert ex.export(catalog, "people", None, tmp_path / "P.JSON").format == "json"
+    assert ex.export(catalog, "faces", tmp_path / "x.txt", "CSV").format == "csv"
+    assert ex.export(catalog, "people", tmp_path / "P.JSON", None).format == "json"
 
 
 def test_rows_stream_in_pages(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,7 +385,7 @@ def test_failed_export_leaves_the_old_file(
     out.write_text("old")
     for fmt in FORMATS:
         with pytest.raises(OSError, match="disk full"):
-            ex.export(catalog, "faces", fmt, out)
+            ex.export(catalog, "faces", out, fmt)
         assert out.read_text() == "old"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.json", "wb"]
 
@@ -396,7 +397,7 @@ def test_xlsx_keeps_text_as_text_and_splits_sheets(
         s.get(Person, 3).name = '=HYPERLINK("x")\x07'  # type: ignore[union-attr]
     monkeypatch.setattr(ex, "XLSX_MAX_ROWS", 3)  # a header and two rows per sheet
     out = tmp_path / "people.xlsx"
-    assert ex.export(catalog, "people", None, out).rows == 3
+    assert ex.export(catalog, "people", out, None).rows == 3
     book = openpyxl.load_workbook(out)
     assert book.sheetnames == ["people", "people 2"]
     assert book["people 2"]["C2"].data_type == "s"
@@ -478,7 +479,7 @@ def test_export_takes_a_workbench(catalog: Catalog, tmp_path: Path) -> None:
     from workbench.settings import WorkbenchSettings
 
     with Workbench(WorkbenchSettings(home=tmp_path / "wb")) as wb:
-        result = ex.export(wb, "photos", "json", tmp_path / "p.json", source="trip")
+        result = wb.export("photos", tmp_path / "p.json", "json", source="trip")
         assert wb._index is None  # the vector index was never opened
     trip = [r for r in expected_rows(catalog, "photos") if r["source"] == "trip"]
     assert result.rows == 1 and read_back(result.path, "json", "photos") == trip

@@ -1,5 +1,5 @@
-"""`workbench.gallery` on a real 20,000-photo SQLite catalog, and `workbench.thumbnails`
-on generated photos (register-only ingests: no model is loaded).
+"""`workbench.analysis.gallery` on a real 20,000-photo SQLite catalog, and
+`workbench.imaging.thumbnails` on generated photos (register-only ingests: no model is loaded).
 
 The catalog is synthetic but written with the catalog's own tables, and every
 expectation is computed in Python from the same generated rows.
@@ -28,9 +28,7 @@ from PIL import Image
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql
 
-from workbench.errors import ConfigurationError, WorkbenchError
-from workbench.gallery import (
-    STATUS_CATEGORIES,
+from workbench.analysis.gallery import (
     GalleryFilter,
     GalleryItem,
     _conditions,
@@ -40,16 +38,19 @@ from workbench.gallery import (
     photo_day,
     photo_detail,
 )
-from workbench.people import People
-from workbench.settings import WorkbenchSettings
-from workbench.store.catalog import Analysis, Catalog, Face, FacePerson, Person, Photo
-from workbench.thumbnails import (
+from workbench.analysis.gallery_sql import STATUS_CATEGORIES
+from workbench.analysis.people import People
+from workbench.errors import ConfigurationError, WorkbenchError
+from workbench.imaging.thumbnails import (
     BOX_COLOUR,
     HIGHLIGHT_COLOUR,
     ThumbnailCache,
     ThumbnailError,
     draw_boxes,
 )
+from workbench.settings import WorkbenchSettings
+from workbench.store.catalog import Catalog
+from workbench.store.models import Analysis, Face, FacePerson, Person, Photo
 
 pytestmark = pytest.mark.unit
 
@@ -598,7 +599,7 @@ def registered(tmp_path: Path) -> Iterator[Registered]:
         zf.writestr("inner/member.jpg", jpeg(quadrants(400, 300)))
     settings = WorkbenchSettings(home=tmp_path / "wb")
     wb = Workbench(settings)
-    report = wb.ingest([folder], progress=False, embed=False)
+    report = wb.ingest([folder], progress=False, register_only=True)
     assert (report.pending, report.errors) == (3, 0)
     # The ingest cached each photo's thumbnail; these tests make them on demand.
     cached = settings.home / "thumbnails"
@@ -772,7 +773,7 @@ def test_boxed_thumbnail_puts_boxes_on_the_faces(registered: Registered) -> None
 
 
 def test_put_thumbnails_what_the_ingest_decoded(registered: Registered) -> None:
-    from workbench.imaging import decode_image
+    from workbench.imaging.decode import decode_image
 
     cache = ThumbnailCache(registered.settings)
     photo = registered.photo("turned.jpg")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, features
 
 from workbench.errors import ImageError
-from workbench.imaging import DecodedImage, decode_image, sha256, thumbnail
+from workbench.imaging.decode import DecodedImage, decode_image, sha256, thumbnail
 from workbench.settings import LimitSettings
 
 pytestmark = pytest.mark.unit

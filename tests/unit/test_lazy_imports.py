@@ -34,8 +34,8 @@ LIGHT_MODULES = (
     "workbench.settings",
     "workbench.errors",
     "workbench.registry",
-    "workbench.faces.packs",
-    "workbench.faces.builtin",
+    "workbench.faces.pack",
+    "workbench.faces.registry",
     "workbench.store.catalog",
 )
 
@@ -67,8 +67,7 @@ def test_pack_and_settings_objects_do_not_load_runtimes() -> None:
     code = """
 import sys
 from workbench.settings import WorkbenchSettings
-from workbench.faces.packs import PACKS, open_pack
-from workbench.faces import builtin
+from workbench.faces.registry import PACKS, open_pack
 settings = WorkbenchSettings()
 names = PACKS.names()
 assert {"local", "buffalo_l", "buffalo_s", "dlib"} <= set(names), names
@@ -177,7 +176,7 @@ def test_every_require_names_a_declared_extra() -> None:
 
 
 def test_open_dlib_pack_without_dlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from workbench.faces.packs import open_pack
+    from workbench.faces.registry import open_pack
     from workbench.settings import WorkbenchSettings
 
     for name in ("dlib", "face_recognition_models"):
@@ -192,7 +191,8 @@ def test_open_onnx_pack_without_insightface(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The `local` pack's runtime is the insightface extra."""
-    from workbench.faces.onnx_pack import OnnxFiles, OnnxPack
+    from workbench.faces.backends.onnx import OnnxPack
+    from workbench.faces.weights import OnnxFiles
     from workbench.settings import DetectionSettings
 
     monkeypatch.setitem(sys.modules, "insightface", None)

@@ -30,9 +30,9 @@ from workbench.evaluation.lfw import (
 )
 from workbench.evaluation.lfw_view2 import LfwReport, evaluate_lfw, slice_pairs
 from workbench.evaluation.metrics import Roc, best_threshold, confusion, roc
-from workbench.faces.packs import ModelPack
+from workbench.faces.pack import ModelPack
 from workbench.faces.types import DetectedFace
-from workbench.imaging import decode_image
+from workbench.imaging.decode import decode_image
 from workbench.settings import DetectionSettings
 
 pytestmark = pytest.mark.unit

@@ -42,15 +42,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tests.conftest import CATALOG_BACKENDS as BACKENDS
 from workbench.errors import StoreError
 from workbench.store import catalog as cat_mod
-from workbench.store.catalog import (
-    SCHEMA_HEAD,
-    SCHEMA_REVISIONS,
-    Catalog,
-    Face,
-    Photo,
-    alembic_config,
-    catalog_revision,
-)
+from workbench.store import models, schema
+from workbench.store.catalog import Catalog
+from workbench.store.models import Face, Photo
+from workbench.store.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, alembic_config, catalog_revision
 
 REPO = Path(__file__).resolve().parents[2]
 GALLERY_INDEXES = {"ix_photos_status_id", "ix_photos_source_id", "ix_photos_origin_id"}
@@ -318,7 +313,7 @@ def test_migrations_ship_with_the_package() -> None:
         "store/migrations/versions/*.py",
     ):
         assert pattern in data
-    assert not (cat_mod.MIGRATIONS_DIR / "versions" / "__init__.py").exists()
+    assert not (schema.MIGRATIONS_DIR / "versions" / "__init__.py").exists()
 
 
 def test_head_schema_equals_the_models(db_url: str) -> None:
@@ -329,7 +324,7 @@ def test_head_schema_equals_the_models(db_url: str) -> None:
     Catalog(db_url).close()
     engine = create_engine(db_url)
     with engine.connect() as c:
-        diff = compare_metadata(MigrationContext.configure(c), cat_mod.Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(c), models.Base.metadata)
     engine.dispose()
     assert diff == []
 

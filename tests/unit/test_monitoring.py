@@ -1,5 +1,6 @@
-"""workbench.monitoring: the metric registry, stage and search timers, system collector,
-metrics endpoint, log formats; the Grafana dashboard names only metrics that exist."""
+"""workbench.monitoring (metrics, system, logs): the metric registry, stage and search timers,
+system collector, metrics endpoint, log formats; the Grafana dashboard names only metrics
+that exist."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 from loguru import logger
 from prometheus_client import REGISTRY, generate_latest
 
-from workbench import monitoring as mon
 from workbench.errors import ConfigurationError
+from workbench.monitoring import logs, system
+from workbench.monitoring import metrics as mon
 
 pytestmark = pytest.mark.unit
 
@@ -75,7 +77,7 @@ def test_stage_times_the_block_even_when_it_raises() -> None:
 
 
 def test_observe_per_photo_splits_a_batch() -> None:
-    from workbench.faces.packs import observe_per_photo
+    from workbench.faces.pack import observe_per_photo
 
     labels = {"stage": "embed"}
     count = _value("workbench_stage_seconds_count", labels)
@@ -109,7 +111,7 @@ def test_system_collector_without_gpu() -> None:
     assert 1e6 < rss < total
     # This machine has no GPU: the GPU metrics are absent, not zero, and nothing failed.
     assert not any(n.startswith("workbench_gpu_") for n in families)
-    assert set(families) <= set(mon.SYSTEM_METRIC_NAMES)
+    assert set(families) <= set(system.SYSTEM_METRIC_NAMES)
 
 
 def test_system_collector_reads_nvml_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +130,7 @@ def test_system_collector_reads_nvml_when_present(monkeypatch: pytest.MonkeyPatc
             return type("U", (), {"gpu": 42})()
 
     monkeypatch.setitem(sys.modules, "pynvml", Nvml())
-    collector = mon.SystemCollector()
+    collector = system.SystemCollector()
     families = {f.name: f for f in collector.collect()}
     assert families["workbench_gpu_utilization_percent"].samples[0].value == 42
     assert families["workbench_gpu_utilization_percent"].samples[0].labels == {"gpu": "0"}
@@ -184,11 +186,11 @@ def stderr_lines(capsys: pytest.CaptureFixture[str]) -> Any:
         return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
     yield read
-    mon.configure_logging("WARNING")
+    logs.configure_logging("WARNING")
 
 
 def test_json_lines_carry_the_photo_and_extras(stderr_lines: Any) -> None:
-    mon.configure_logging("DEBUG", json=True)
+    logs.configure_logging("DEBUG", json=True)
     logger.bind(photo=123, run=7).info("decoded {} px", 640)
     with logger.contextualize(photo="/data/a b.jpg"):
         logger.warning('quote " and {braces}')
@@ -209,14 +211,14 @@ def test_json_lines_carry_the_photo_and_extras(stderr_lines: Any) -> None:
 
 
 def test_json_lines_redact_tokens_in_bound_fields(stderr_lines: Any) -> None:
-    mon.configure_logging("INFO", json=True)
+    logs.configure_logging("INFO", json=True)
     logger.bind(photo=1, url="https://api.example/x?access_token=abcdef123456").info("fetched")
     (line,) = stderr_lines()
     assert "abcdef123456" not in line and json.loads(line)["photo"] == 1
 
 
 def test_text_lines_prefix_the_photo(stderr_lines: Any) -> None:
-    mon.configure_logging("INFO")
+    logs.configure_logging("INFO")
     logger.bind(photo=42).info("3 faces")
     logger.info("run done")
     first, second = stderr_lines()
@@ -226,8 +228,8 @@ def test_text_lines_prefix_the_photo(stderr_lines: Any) -> None:
 
 def test_log_json_from_environment(monkeypatch: pytest.MonkeyPatch, stderr_lines: Any) -> None:
     monkeypatch.setenv("WORKBENCH_LOG_JSON", "1")
-    monkeypatch.setattr(mon, "_configured", False)
-    mon.ensure_logging()
+    monkeypatch.setattr(logs, "_configured", False)
+    logs.ensure_logging()
     logger.bind(photo=9).info("hello")
     (line,) = stderr_lines()
     assert json.loads(line)["photo"] == 9
@@ -251,7 +253,7 @@ def test_cli_log_json_option(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- the Grafana dashboard ----------------------------------------------------------------
 def _registered_names() -> set[str]:
-    from workbench.cli_metrics import CATALOG_METRIC_NAMES
+    from workbench.monitoring.catalog import CATALOG_METRIC_NAMES
 
     names = set(CATALOG_METRIC_NAMES)
     for name in mon.METRIC_NAMES:

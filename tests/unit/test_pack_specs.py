@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import ConfigurationError, UnknownNameError
-from workbench.faces.packs import (
+from workbench.faces.registry import (
     DETECTORS,
     EMBEDDERS,
     open_detector,
@@ -28,8 +28,6 @@ def test_split_spec() -> None:
 
 
 def test_built_in_parts_are_registered() -> None:
-    from workbench.faces import builtin  # noqa: F401
-
     assert {"scrfd", "yunet", "mtcnn", "dlib-hog"} <= set(DETECTORS.names())
     assert {"facenet", "dlib"} <= set(EMBEDDERS.names())
 
@@ -53,7 +51,8 @@ def test_missing_onnx_part_names_the_file(tmp_path: Path) -> None:
 
 
 def test_parts_cannot_replace_halves_of_a_pack_that_has_none(tmp_path: Path) -> None:
-    from workbench.faces.packs import PACKS, ModelPack
+    from workbench.faces.pack import ModelPack
+    from workbench.faces.registry import PACKS
 
     class Opaque(ModelPack):
         name, embedding_dim = "opaque", 4

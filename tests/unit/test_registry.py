@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import ConfigurationError, UnknownNameError, WorkbenchError
-from workbench.faces.packs import PACKS, open_pack
+from workbench.faces.registry import PACKS, open_pack
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
 
@@ -74,8 +74,6 @@ def settings(tmp_path: Path) -> WorkbenchSettings:
 
 
 def test_builtin_packs_are_registered() -> None:
-    from workbench.faces import builtin  # noqa: F401
-
     assert {"local", "buffalo_l", "buffalo_s", "dlib"} <= set(PACKS.names())
 
 
@@ -109,7 +107,6 @@ def test_registered_name_wins_over_a_same_named_dir(
     tmp_path: Path, settings: WorkbenchSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder named like a pack in the working directory does not shadow the pack."""
-    from workbench.faces import builtin  # noqa: F401
 
     (tmp_path / "nope-dir").mkdir()
     monkeypatch.chdir(tmp_path)

@@ -170,7 +170,7 @@ def test_non_transient_errors_are_not_retried() -> None:
 
 def test_urls_lose_their_passwords_in_messages() -> None:
     from workbench.redaction import redact_url
-    from workbench.store.catalog import redacted
+    from workbench.store.schema import redacted
 
     assert redact_url("redis://:s3cret@queue:6379/0") == "redis://:***@queue:6379/0"
     assert (

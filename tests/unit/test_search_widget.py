@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from workbench.analysis.search import Match, QueryFace
 from workbench.core import Workbench
-from workbench.search import Match, QueryFace
 from workbench.settings import WorkbenchSettings
-from workbench.widgets.search import (
+from workbench.widgets.search import SearchBySample
+from workbench.widgets.search_results import (
     RESULT_COLUMNS,
     SampleResult,
-    SearchBySample,
     download_link,
     exports_html,
     match_tile_html,

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from workbench.faces import torchvision_shim
+from workbench.faces.backends import torchvision_shim
 
 pytestmark = pytest.mark.unit
 
@@ -114,7 +114,7 @@ def test_install_registers_marked_stand_ins() -> None:
     out = _python(
         """
 import importlib.util, sys
-from workbench.faces import torchvision_shim
+from workbench.faces.backends import torchvision_shim
 assert torchvision_shim.install() is True
 assert torchvision_shim.install() is True  # idempotent
 from torchvision.transforms import functional as F
@@ -136,7 +136,7 @@ def test_install_never_shadows_a_real_torchvision(tmp_path: Path) -> None:
     (fake / "__init__.py").write_text("REAL = True\n")
     out = _python(
         """
-from workbench.faces import torchvision_shim
+from workbench.faces.backends import torchvision_shim
 print(torchvision_shim.install())
 import torchvision
 print(getattr(torchvision, "REAL", False), hasattr(torchvision, "__workbench_shim__"))

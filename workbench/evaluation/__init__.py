@@ -5,6 +5,7 @@ Runtimes load only when a pack is used; importing this package is cheap.
 
 from __future__ import annotations
 
+from workbench.evaluation.calibrate import LfwCalibration, calibrate_on_lfw, write_calibration
 from workbench.evaluation.celeba import CelebaError, CelebaReport, evaluate_celeba
 from workbench.evaluation.compare import (
     Comparison,
@@ -16,15 +17,12 @@ from workbench.evaluation.lfw import (
     LFW_VIEW1_TEST,
     LFW_VIEW1_TRAIN,
     LFW_VIEW2,
-    LfwCalibration,
     LfwError,
     LfwPair,
     NoFacePolicy,
     PairScores,
-    calibrate_on_lfw,
     parse_pairs,
     score_pairs,
-    write_calibration,
 )
 from workbench.evaluation.lfw_view2 import LfwReport, evaluate_lfw
 from workbench.evaluation.metrics import KFoldReport, Roc, kfold_verification, roc

@@ -48,8 +48,8 @@ from workbench.evaluation.metrics import (
     roc,
 )
 from workbench.faces.calibration import load_calibration
-from workbench.faces.packs import ModelPack
-from workbench.monitoring import progress_bar
+from workbench.faces.pack import ModelPack
+from workbench.monitoring.logs import progress_bar
 from workbench.settings import LimitSettings
 
 log = logging.getLogger(__name__)

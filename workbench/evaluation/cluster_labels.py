@@ -29,7 +29,8 @@ from sqlalchemy import select
 
 from workbench.errors import ConfigurationError
 from workbench.evaluation.cluster_metrics import ClusterScores, cluster_scores
-from workbench.store.catalog import Catalog, Face, Photo
+from workbench.store.catalog import Catalog
+from workbench.store.models import Face, Photo
 
 Pick = Literal["largest", "centre"]
 

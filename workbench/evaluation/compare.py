@@ -19,8 +19,9 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.evaluation.lfw import LFW_VIEW2, NoFacePolicy
 from workbench.evaluation.lfw_view2 import LfwReport, evaluate_lfw
-from workbench.faces.packs import ModelPack, open_pack
-from workbench.imaging import decode_image
+from workbench.faces.pack import ModelPack
+from workbench.faces.registry import open_pack
+from workbench.imaging.decode import decode_image
 from workbench.settings import WorkbenchSettings
 
 
@@ -157,8 +158,7 @@ def available_packs(
     settings: WorkbenchSettings, names: Sequence[str] | None = None
 ) -> tuple[list[ModelPack], list[tuple[str, str]]]:
     """Packs that load here (every registered one unless ``names``), and why others don't."""
-    from workbench.faces import builtin  # noqa: F401 - registers the built-in packs
-    from workbench.faces.packs import PACKS
+    from workbench.faces.registry import PACKS
 
     if not names:  # "whatever is here" must not start downloading packs
         settings = settings.model_copy(update={"allow_download": False})

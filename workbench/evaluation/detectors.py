@@ -37,11 +37,10 @@ from numpy.typing import NDArray
 from workbench.errors import WorkbenchError
 from workbench.evaluation.compare import group_photos, save_evaluation
 from workbench.evaluation.lfw import LfwError, images_root
-from workbench.faces.packs import keep_faces
-from workbench.faces.parts import Detector
-from workbench.faces.types import DetectedFace
-from workbench.imaging import decode_image
-from workbench.monitoring import progress_bar
+from workbench.faces.pack import keep_faces
+from workbench.faces.types import DetectedFace, Detector
+from workbench.imaging.decode import decode_image
+from workbench.monitoring.logs import progress_bar
 from workbench.settings import DetectionSettings, LimitSettings, WorkbenchSettings
 
 DEFAULT_DETECTORS: tuple[str, ...] = ("scrfd", "mtcnn", "dlib-hog")
@@ -447,7 +446,7 @@ def available_detectors(
     Named detectors raise their error (an unknown name lists the known ones):
     asked for by name, the failure is the answer.
     """
-    from workbench.faces.packs import open_detector
+    from workbench.faces.registry import open_detector
 
     if not names:  # "whatever is here" must not start downloading weights
         settings = settings.model_copy(update={"allow_download": False})

@@ -32,7 +32,7 @@ from workbench.evaluation.lfw import (
     score_pairs,
 )
 from workbench.evaluation.metrics import KFoldReport, kfold_verification
-from workbench.faces.packs import ModelPack
+from workbench.faces.pack import ModelPack
 from workbench.settings import LimitSettings
 
 NO_FACE_POLICIES: tuple[NoFacePolicy, ...] = ("fallback", "exclude", "wrong")

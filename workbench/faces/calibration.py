@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -113,7 +113,8 @@ UNCALIBRATED_THRESHOLD = 0.35
 UNCALIBRATED_SLOPE = 12.0
 
 
-def _read(path: Path | None) -> dict[str, dict]:
+def read_calibrations(path: Path | None) -> dict[str, dict]:
+    """The calibrations in ``path`` by key (none when it does not exist); None: the shipped ones."""
     if path is not None:
         return json.loads(path.read_text()) if path.is_file() else {}
     text = resources.files("workbench.faces").joinpath(CALIBRATION_FILE).read_text()
@@ -148,7 +149,8 @@ def load_calibration(
     detector with a calibrated embedder) borrows that fit: the threshold is
     the embedder's, the detector only moves the landmarks it aligns from.
     """
-    tables = ([_read(home_calibration_path(home))] if home is not None else []) + [_read(None)]
+    own = [read_calibrations(home_calibration_path(home))] if home is not None else []
+    tables = [*own, read_calibrations(None)]
     names = [pack]
     if embedder is not None:
         names += sorted(
@@ -188,50 +190,3 @@ def _cluster_method(tables: list[dict[str, dict]], pack: str) -> str | None:
         if table.get(pack, {}).get("cluster_method"):
             return str(table[pack]["cluster_method"])
     return None
-
-
-def save_calibration(cal: Calibration, path: Path) -> None:
-    data = _read(path) if path.is_file() else {}
-    # Keys a new fit does not set (the pack's clustering method) are kept.
-    fresh = {k: v for k, v in asdict(cal).items() if k != "pack" and v is not None}
-    key = calibration_key(cal.pack, cal.metric)
-    data[key] = {**data.get(key, {}), **fresh}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def platt_slope(scores: NDArray[np.floating], same: NDArray[np.bool_], iters: int = 50) -> float:
-    """Slope of a logistic fit P(same | cos) = σ(a·cos + b), by Newton's method."""
-    x = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(same, dtype=np.float64)
-    a, b = 10.0, -10.0 * float(np.median(x))
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
-        w = np.clip(p * (1 - p), 1e-9, None)
-        g = np.array([((p - y) * x).sum(), (p - y).sum()])
-        h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]])
-        h += np.eye(2) * 1e-6
-        step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
-            break
-    return float(a)
-
-
-def fit_calibration(
-    pack: str, scores: NDArray[np.floating], same: NDArray[np.bool_], metric: Metric = "cosine"
-) -> Calibration:
-    """Threshold (best accuracy) and Platt slope of cosine ``scores``, fitted in ``metric``."""
-    # Imported here: the evaluation package imports this module.
-    from workbench.evaluation.metrics import best_threshold
-
-    # For L2 the fit runs on negated distances, so "higher is more alike" holds.
-    x = np.asarray(scores, dtype=np.float64)
-    x = x if metric == "cosine" else -np.asarray(cosine_to_l2(x))
-    threshold, accuracy = best_threshold(x, same)
-    slope = platt_slope(x, same)
-    if metric == "l2":
-        threshold = -threshold
-    return Calibration(
-        pack, threshold, slope, accuracy=accuracy, pairs=int(len(scores)), metric=metric
-    )

@@ -11,15 +11,21 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
-from workbench.sources.base import PhotoRef, Source, SourceFactory, not_read
+from workbench.sources.base import PhotoRef, Source, SourceKind, not_read
 from workbench.sources.local import LocalSource, local_source
 from workbench.sources.vk import vk_source
 from workbench.sources.yadisk import yadisk_source
 
-SOURCES: Registry[SourceFactory] = Registry("source")
-SOURCES.register("local", local_source)
-SOURCES.register("yadisk", yadisk_source)
-SOURCES.register("vk", vk_source)
+SOURCES: Registry[SourceKind] = Registry("source")
+# A local source reads recorded photos by their own path or archive member.
+SOURCES.register("local", SourceKind(local_source, ("local", "zip"), lambda meta: "."))
+# Remote photos are read again from what their metadata recorded: a public link
+# or the disk (Yandex.Disk), the largest size's URL (VK).
+SOURCES.register(
+    "yadisk",
+    SourceKind(yadisk_source, ("yadisk",), lambda meta: meta.get("public_key") or "disk:/"),
+)
+SOURCES.register("vk", SourceKind(vk_source, ("vk",), lambda meta: "album/0_0"))
 
 
 def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None) -> Source:
@@ -27,8 +33,12 @@ def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None)
     scheme, sep, rest = spec.partition(":")
     # A one-letter "scheme" is a Windows drive, not a source.
     if sep and len(scheme) > 1 and scheme in SOURCES:
-        return SOURCES.get(scheme)(rest, name, settings)
-    return SOURCES.get("local")(spec, name, settings)
+        return SOURCES.get(scheme).open(rest, name, settings)
+    return SOURCES.get("local").open(spec, name, settings)
+
+
+def _kind_of(origin: str) -> SourceKind | None:
+    return next((k for k in map(SOURCES.get, SOURCES) if origin in k.origins), None)
 
 
 def reopen_photo(
@@ -45,30 +55,27 @@ def reopen_photo(
     parsed once per run, not once per photo).
     """
     opened = {} if opened is None else opened
-    if origin in ("local", "zip"):
-        src = opened.get(source)
+    kind = _kind_of(origin)
+    if kind is None:
+        problem = f"photos from {origin!r} sources cannot be read again here"
+        return PhotoRef(source, origin, uri, read=not_read, problem=problem)
+    spec = kind.reopen_spec(meta)
+    key = f"{origin}\0{source}\0{spec}"
+    try:
+        src = opened.get(key)
         if src is None:
-            src = opened[source] = LocalSource(uri, source, settings.limits)
+            src = opened[key] = kind.open(spec, source, settings)
         return src.reopen(origin, uri, meta)
-    if origin in ("yadisk", "vk"):
-        # Remote photos are read again from what their metadata recorded: a
-        # public link or the disk (for Yandex.Disk), the largest size's URL (VK).
-        spec = (meta.get("public_key") or "disk:/") if origin == "yadisk" else "album/0_0"
-        key = f"{origin}\0{source}\0{spec}"
-        try:
-            src = opened.get(key)
-            if src is None:
-                src = opened[key] = SOURCES.get(origin)(spec, source, settings)
-            return src.reopen(origin, uri, meta)  # type: ignore[attr-defined,no-any-return]
-        except WorkbenchError as e:
-            return PhotoRef(source, origin, uri, read=not_read, problem=str(e))
-    return PhotoRef(
-        source,
-        origin,
-        uri,
-        read=not_read,
-        problem=f"photos from {origin!r} sources cannot be read again here",
-    )
+    except WorkbenchError as e:
+        return PhotoRef(source, origin, uri, read=not_read, problem=str(e))
 
 
-__all__ = ["SOURCES", "LocalSource", "PhotoRef", "Source", "open_source", "reopen_photo"]
+__all__ = [
+    "SOURCES",
+    "LocalSource",
+    "PhotoRef",
+    "Source",
+    "SourceKind",
+    "open_source",
+    "reopen_photo",
+]

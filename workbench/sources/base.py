@@ -53,5 +53,23 @@ class Source(Protocol):
         """Yield every photo reference, in a stable order."""
         ...
 
+    def reopen(self, origin: str, uri: str, meta: dict[str, Any]) -> PhotoRef:
+        """The reference of a photo this kind of source registered earlier, from what the
+        catalog recorded of it (``origin``, ``uri``, metadata), to read it again."""
+        ...
+
 
 SourceFactory = Callable[[str, str | None, WorkbenchSettings], Source]
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered kind of source: how to open one, and how to read its photos again."""
+
+    open: SourceFactory
+    """``(spec, name, settings)`` to a `Source`."""
+    origins: tuple[str, ...]
+    """The origins its photos are recorded with (``local`` sources: ``local`` and ``zip``)."""
+    reopen_spec: Callable[[dict[str, Any]], str]
+    """The spec of a source that reads a recorded photo again, from the photo's metadata
+    (the photo itself is then named to its `Source.reopen`)."""

@@ -1,7 +1,7 @@
 """`Gallery`: a paged grid of photo thumbnails with filters and a detail view per photo.
 
-Built on `workbench.gallery` (pages, facets, one photo's faces) and
-`workbench.thumbnails` (cached JPEGs); it never sends a full photo to the
+Built on `workbench.analysis.gallery` (pages, facets, one photo's faces) and
+`workbench.imaging.thumbnails` (cached JPEGs); it never sends a full photo to the
 browser: the grid gets the cached 256-px thumbnails, the detail view one
 720-px thumbnail with the boxes drawn. A page change is one count query, one
 page query, up to 48 small file reads and one update of the grid widget.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from workbench.gallery import (
+from workbench.analysis.gallery import (
     DEFAULT_PAGE_SIZE,
     Facets,
     GalleryFilter,
@@ -33,8 +33,7 @@ from workbench.gallery import (
     gallery_page,
     photo_detail,
 )
-from workbench.search import search_face
-from workbench.thumbnails import DEFAULT_SIZE, ThumbnailCache, ThumbnailError
+from workbench.imaging.thumbnails import DEFAULT_SIZE, ThumbnailCache, ThumbnailError
 from workbench.widgets.common import Banner, ThumbGrid, data_uri, format_similarity
 
 if TYPE_CHECKING:
@@ -345,7 +344,7 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
         self.similar_status.value = "<i>Searching…</i>"
         try:
             wb = self.gallery.wb
-            matches = search_face(wb, int(face_id))
+            matches = wb.search_face(int(face_id))
             photos = wb.catalog.photos_by_ids({m.photo_id for m in matches})
         except Exception as e:  # noqa: BLE001 - shown in words, the app stays usable
             self.similar_status.value = (
@@ -407,7 +406,7 @@ def _set_options(w: widgets.DOMWidget, options: list[Any], value: Any) -> None:
 
 
 def _category(status: str) -> str:
-    from workbench.gallery import CATEGORY_OF_STATUS
+    from workbench.analysis.gallery_sql import CATEGORY_OF_STATUS
 
     return CATEGORY_OF_STATUS.get(status, status)
 

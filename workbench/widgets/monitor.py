@@ -24,7 +24,7 @@ tests read the numbers the user reads:
   and mean / p50 / p95 (``data-p50``, ``data-p95`` in seconds). A registry
   without them (a test's own) shows every sample and says so.
 
-The numbers come from `workbench.reports` (shared with the report notebook)
+The numbers come from `workbench.analysis.reports` (shared with the report notebook)
 and `Workbench.stats`; this module only renders them. Each section fails on
 its own, in words: a Milvus server that is down leaves the run history usable.
 """
@@ -42,7 +42,7 @@ import ipywidgets as widgets
 import pandas as pd
 from loguru import logger
 
-from workbench import reports
+from workbench.analysis import reports
 from workbench.errors import WorkbenchError
 from workbench.widgets.common import Banner, ReadyMarker
 
@@ -63,7 +63,7 @@ _CELL = "padding:2px 8px;border-bottom:1px solid #eee;text-align:left"
 # ---- data ----------------------------------------------------------------------------
 def speed_table(wb: Workbench, limit: int = MAX_RUNS) -> pd.DataFrame:
     """`reports.runs` with ``faces_per_second`` added (NaN while a run has no duration)."""
-    table = reports.runs(wb, limit)
+    table = reports.runs(wb.catalog, limit)
     seconds = table["seconds"].where(table["seconds"] > 0)
     table["faces_per_second"] = table["faces"] / seconds
     return table
@@ -424,11 +424,13 @@ class Monitor(widgets.VBox):  # type: ignore[misc]
         self._fill(
             "photo counts",
             self.counts,
-            lambda: status_counts_html(reports.counts_by_source_status(self.wb)),
+            lambda: status_counts_html(reports.counts_by_source_status(self.wb.catalog)),
             failed,
         )
         self._fill(
-            "errors", self.errors, lambda: errors_html(reports.recent_errors(self.wb, MAX_ERRORS)),
+            "errors",
+            self.errors,
+            lambda: errors_html(reports.recent_errors(self.wb.catalog, MAX_ERRORS)),
             failed,
         )  # fmt: skip
         self._fill(

@@ -3,7 +3,7 @@
 >>> from workbench.widgets.people import PeopleApp
 >>> PeopleApp(wb)                                       # doctest: +SKIP
 
-Clustering proposes, the user decides (see `workbench.people`): this app is
+Clustering proposes, the user decides (see `workbench.analysis.people`): this app is
 where they decide. The map is a plotly ``FigureWidget`` (anywidget-based in
 plotly >= 6, so it renders in Voila with nothing else installed) whose
 box / lasso selection comes back to Python: the selected points' faces show
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Final
 import ipywidgets as widgets
 from loguru import logger
 
+from workbench.analysis.facemap import ColorBy, FaceMap, Projection, face_map_figure
+from workbench.analysis.people import PersonInfo
 from workbench.errors import WorkbenchError
-from workbench.facemap import ColorBy, FaceMap, Projection, face_map, face_map_figure
-from workbench.people import PersonInfo
-from workbench.thumbnails import ThumbnailCache
+from workbench.imaging.thumbnails import ThumbnailCache
 from workbench.widgets.common import Banner, ReadyMarker, ThumbGrid, data_uri
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ class PeopleApp(widgets.VBox):  # type: ignore[misc]
     def _draw_map(self) -> None:
         try:
             # Coordinates are cached per set of faces: only people and names are read again.
-            self.fmap = face_map(self.wb, method=self.projection)
+            self.fmap = self.wb.face_map(method=self.projection)
             fig = _svg_markers(face_map_figure(self.fmap, _color(self.color_by.value)))
             fig.update_layout(
                 dragmode="select", height=440, width=640, margin={"l": 10, "r": 10, "t": 40}

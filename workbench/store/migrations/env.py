@@ -1,13 +1,13 @@
 """Alembic environment of the catalog.
 
-The workbench runs it programmatically (`workbench.store.catalog.upgrade_catalog`,
+The workbench runs it programmatically (`workbench.store.schema.upgrade_catalog`,
 `workbench db upgrade`), handing in an open connection under
 ``config.attributes["connection"]``; nobody needs an alembic.ini.
 
 A new revision, for developers (after changing the models in catalog.py)::
 
     from alembic import command
-    from workbench.store.catalog import alembic_config
+    from workbench.store.schema import alembic_config
     command.revision(alembic_config(url="sqlite:///catalog-at-head.sqlite"),
                      "what changed", autogenerate=True, rev_id="0003")
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from workbench.store.catalog import Base
+from workbench.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata  # for `alembic revision --autogenerate` only
@@ -31,7 +31,7 @@ def _url() -> str:
         "sqlalchemy.url"
     )
     if not url:
-        raise SystemExit("no catalog URL: use workbench.store.catalog.alembic_config(url=...)")
+        raise SystemExit("no catalog URL: use workbench.store.schema.alembic_config(url=...)")
     return url
 
 

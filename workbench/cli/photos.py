@@ -1,0 +1,213 @@
+"""The commands on photos and faces: ingest, embed, search, stats, reindex, delete, packs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from workbench.cli._common import emit, json_option, no_progress_option, open_workbench
+from workbench.sources.tokens import ask_missing_tokens
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--source", default=None, help="Source label stored with the photos [default: local / zip]."
+)
+@json_option("Print the counts as one JSON document.")
+@no_progress_option("Hide the progress bar.")
+@click.option(
+    "--retry-errors",
+    is_flag=True,
+    help="Try photos recorded as errors again instead of skipping them.",
+)
+@click.option(
+    "--register-only",
+    is_flag=True,
+    help="Only read, hash and decode photos (status pending, no models); `workbench embed` "
+    "analyses them later.",
+)
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    source: str | None,
+    as_json: bool,
+    no_progress: bool,
+    retry_errors: bool,
+    register_only: bool,
+) -> None:
+    """Detect, embed and store every face in PATHS.
+
+    PATHS are files, folders and zip archives, Yandex.Disk links
+    (yadisk:https://disk.yandex.ru/d/KEY, or yadisk:/disk/Photos with
+    WORKBENCH_YADISK_TOKEN) and VK albums (vk:album/OWNER_ALBUM, vk:user/ID,
+    vk:group/ID, with WORKBENCH_VK_TOKEN). A token not set is asked for when
+    run in a terminal. Re-running a source downloads only photos not yet in
+    the catalog.
+    """
+    with open_workbench(ctx) as wb:
+        if sys.stdin.isatty():
+            ask_missing_tokens(paths, wb.settings)
+        report = wb.ingest(
+            paths,
+            source=source,
+            progress=not no_progress,
+            retry_errors=retry_errors,
+            register_only=register_only,
+        )
+    _print_report(report, as_json)
+
+
+@click.command()
+@json_option("Print the counts as one JSON document.")
+@no_progress_option("Hide the progress bar.")
+@click.pass_context
+def embed(ctx: click.Context, as_json: bool, no_progress: bool) -> None:
+    """Detect and embed every catalog photo the pack has not analysed yet.
+
+    That is photos registered with `ingest --register-only`, and photos
+    another pack analysed. Each is read again from where it was registered.
+    """
+    with open_workbench(ctx) as wb:
+        report = wb.embed(progress=not no_progress)
+    _print_report(report, as_json)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    c = report.counts()
+    if as_json:
+        emit(c if report.kind == "ingest" else {**c, "pending": report.pending})
+        return
+    verb = {"ingest": "ingested", "register": "registered", "embed": "embedded"}[report.kind]
+    pending = f", {report.pending} pending" if report.kind == "register" else ""
+    click.echo(
+        f"{c['photos']} photos {verb}: {c['faces']} faces, {c['no_faces']} without faces, "
+        f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog "
+        f"({report.seconds:.1f} s, {report.photos_per_second:.2f} photos/s)"
+    )
+    for uri, reason in report.error_details[:20]:
+        click.echo(f"  error: {uri}: {reason}", err=True)
+    if len(report.error_details) > 20:
+        click.echo(
+            f"  ... and {len(report.error_details) - 20} more errors (workbench stats)", err=True
+        )
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option(
+    "--top-k", type=click.IntRange(1, 16384), default=None, help="Matches per face [default: 10]."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Minimum similarity in percent [default: 85 = the pack's same-person threshold].",
+)
+@click.option("--source", default=None, help="Only match photos from this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON document.")
+@click.pass_context
+def search(
+    ctx: click.Context,
+    image: str,
+    top_k: int | None,
+    threshold: float | None,
+    source: str | None,
+    as_json: bool,
+) -> None:
+    """Find the people of a sample IMAGE among the stored faces."""
+    with open_workbench(ctx) as wb:
+        results = wb.search(image, top_k=top_k, threshold=threshold, source=source)
+        thr = wb.settings.search.resolve_threshold(threshold)
+    if as_json:
+        emit([r.to_dict() for r in results])
+        return
+    if not results:
+        click.echo(f"no face found in {image}")
+        return
+    for i, face in enumerate(results, 1):
+        box = ", ".join(f"{v:.0f}" for v in face.box)
+        click.echo(f"face {i} at [{box}]: {len(face.matches)} matches ≥ {thr:g}%")
+        for m in face.matches:
+            mbox = ", ".join(f"{v:.0f}" for v in m.box)
+            click.echo(
+                f"  {m.similarity:5.1f}%  cos {m.cosine:.2f}  {m.photo}  [{mbox}]  "
+                f"({m.source}, face {m.face_id})"
+            )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON document.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Photo counts per source and status; whether catalog and index agree."""
+    with open_workbench(ctx) as wb:
+        st = wb.stats()
+    if as_json:
+        emit(st.to_dict())
+        return
+    click.echo(f"{st.photos} photos, {st.faces} faces in {wb.home}")
+    for row in st.by_source_status:
+        click.echo(f"  {row['source']:<20} {row['status']:<9} {row['photos']:>8}")
+    for p in st.packs:
+        verdict = "agree" if p.agree else "DISAGREE (run `workbench reindex`)"
+        click.echo(
+            f"  pack {p.pack}: catalog {p.catalog_faces} faces, "
+            f"index {p.index_vectors} vectors: {verdict}"
+        )
+
+
+@click.command()
+@click.option(
+    "--index",
+    "--index-type",
+    "index_type",
+    type=click.Choice(["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"]),
+    default=None,
+    help="Build this Milvus index instead of the settings' (searches read it back).",
+)
+@click.option("--metric", type=click.Choice(["cosine", "l2"]), default=None, help="Vector metric.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reindex(ctx: click.Context, index_type: str | None, metric: str | None, as_json: bool) -> None:
+    """Rebuild the pack's vector collection from the catalog (no models run)."""
+    with open_workbench(ctx) as wb:
+        n = wb.reindex(index_type=index_type, metric=metric, progress=not as_json)  # type: ignore[arg-type]
+        name = wb.pack.name
+        spec = wb.index_spec()
+    if as_json:
+        emit({"pack": name, "vectors": n, "index_type": spec.index_type, "metric": spec.metric})
+    else:
+        click.echo(f"reindexed {n} faces of pack {name} ({spec.index_type}, {spec.metric})")
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.pass_context
+def delete(ctx: click.Context, photos: tuple[str, ...]) -> None:
+    """Remove PHOTOS (id, sha256 or uri) and their faces from catalog and index."""
+    with open_workbench(ctx) as wb:
+        for ref in photos:
+            n = wb.delete_photo(ref)
+            click.echo(f"deleted {ref} ({n} faces)")
+
+
+@click.command()
+def packs() -> None:
+    """List the registered model packs, detectors and embedders (any detector + any embedder
+    makes a pack: --pack mtcnn+mobilefacenet, or --detector / --embedder)."""
+    from workbench.faces.registry import DETECTORS, EMBEDDERS, PACKS
+
+    for name in PACKS.names():
+        click.echo(name)
+    click.echo(f"detectors: {', '.join(DETECTORS.names())}, or a detector ONNX file")
+    click.echo(
+        f"embedders: {', '.join(EMBEDDERS.names())}, a recognizer of the local models dir "
+        "by file name, or a recognizer ONNX file"
+    )
+
+
+COMMANDS = [ingest, embed, search, stats, reindex, delete, packs]
