@@ -4,7 +4,7 @@ Each test runs on a fresh SQLite file and on a fresh database of the session's
 PostgreSQL 15 (``server`` mark): lookups, the "already analysed" rules, keyset
 paging, embeddings as bytes, JSON, booleans, time zones, cascades, ids that
 are never reused, long ``IN`` lists, exact (case-sensitive) matching, two
-writers racing on one photo, and the gallery's queries using its indexes.
+writers racing on one photo or one pack, and the gallery's queries using its indexes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, event, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import CATALOG_BACKENDS as BACKENDS
@@ -75,6 +75,31 @@ def add_face(cat: Catalog, photo_id: int, pack: str, vec: np.ndarray, **kw: Any)
 
 
 # ---- lookups and the pipeline's rules --------------------------------------------------
+def test_a_pack_registered_by_two_processes_at_once(catalog: Catalog) -> None:
+    """Two workers starting together both find the pack missing; the slower insert loses
+    the race (a unique violation) and must read the winner's row, not crash the worker."""
+    other = Catalog(catalog.url)
+    raced: list[bool] = []
+
+    def the_other_worker_wins(*_args: Any) -> None:
+        if not raced:
+            raced.append(True)
+            other.register_pack("p", 128, "faces_p")
+
+    event.listen(catalog.session, "before_flush", the_other_worker_wins)
+    try:
+        catalog.register_pack("p", 128, "faces_p")
+    finally:
+        event.remove(catalog.session, "before_flush", the_other_worker_wins)
+        other.close()
+    assert raced == [True]
+    assert [(p.name, p.embedding_dim, p.collection) for p in catalog.packs()] == [
+        ("p", 128, "faces_p")
+    ]
+    with pytest.raises(StoreError, match="wrote 128-d vectors before"):
+        catalog.register_pack("p", 512, "faces_p")
+
+
 def test_packs_runs_and_lookups(catalog: Catalog) -> None:
     catalog.register_pack("p", 4, "faces_p")
     catalog.register_pack("p", 4, "faces_p")  # again: nothing changes

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Integer, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.errors import StoreError
@@ -75,6 +76,19 @@ class Catalog:
 
     # ---- packs -------------------------------------------------------------
     def register_pack(self, name: str, embedding_dim: int, collection: str) -> None:
+        """Record a pack before its first face (once; again with the same size is a no-op).
+
+        Processes starting at once (two workers) may both find it missing: the one whose
+        insert loses the race reads the winner's row instead of failing.
+        """
+        try:
+            self._register_pack(name, embedding_dim, collection)
+        except (IntegrityError, OperationalError):
+            # The other insert committed first (PostgreSQL: unique violation; SQLite: the
+            # snapshot this transaction read is stale). Its row is there to check now.
+            self._register_pack(name, embedding_dim, collection)
+
+    def _register_pack(self, name: str, embedding_dim: int, collection: str) -> None:
         with self.session.begin() as s:
             existing = s.get(Pack, name)
             if existing is None:

@@ -221,7 +221,14 @@ class VectorIndex:
             metric_type=_MILVUS_METRIC[metric],
             params=params,
         )
-        c.create_collection(name, schema=schema, index_params=index)
+        try:
+            c.create_collection(name, schema=schema, index_params=index)
+        except Exception as e:  # noqa: BLE001 - pymilvus wraps many causes
+            if not c.has_collection(name):
+                raise StoreError(f"cannot create the collection {name} on {self.uri}: {e}") from e
+            # Another process (a second worker starting at once) made it meanwhile: its
+            # index is the one to read back.
+            return
         self._specs[name] = IndexSpec(index_type, metric)
         self._tagged[name] = True
 
