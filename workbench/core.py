@@ -22,7 +22,8 @@ from workbench.ingest.pipeline import Ingest, IngestReport
 from workbench.monitoring.logs import ensure_logging
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog
-from workbench.store.faces import FaceStore, Stats
+from workbench.store.catalog_vectors import CatalogVectors
+from workbench.store.faces import FaceStore, Stats, open_vectors
 from workbench.store.vectors import IndexSpec, VectorIndex
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Workbench:
         *,
         pack: ModelPack | None = None,
         catalog: Catalog | None = None,
-        index: VectorIndex | None = None,
+        index: VectorIndex | CatalogVectors | None = None,
     ) -> None:
         ensure_logging()
         self.settings = settings or WorkbenchSettings()
@@ -75,9 +76,9 @@ class Workbench:
         return self._catalog
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> VectorIndex | CatalogVectors:
         if self._index is None:
-            self._index = VectorIndex(self.settings.milvus_uri, self.settings.storage)
+            self._index = open_vectors(self.settings, self.catalog)
         return self._index
 
     @property

@@ -7,6 +7,7 @@ Settings are passed to constructors, never read from a global.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,21 @@ class LimitSettings(BaseModel):
         200.0, description="largest uncompressed / compressed ratio of an archive member"
     )
     max_zip_members: int = Field(1_000_000, description="most members read from one archive")
+    analysis_side: int = Field(
+        2560,
+        ge=0,
+        description="a JPEG larger than this (longest side, px) is decoded for the models at a"
+        " reduced scale (1/2, 1/4 or 1/8, never below this side): detectors work at 640-1280 px,"
+        " so a 6000 × 6000 photo costs a quarter of the memory for the same faces. Boxes are"
+        " stored in the photo's own pixels. 0: always decode in full",
+    )
+    pixels_in_flight: int = Field(
+        48_000_000,
+        ge=0,
+        description="decoded pixels one batch may hold (the ingest reads the next batch while"
+        " the models work on this one): a batch of large photos is cut short so memory stays"
+        " bounded. 0: batches of batch_size photos whatever their size",
+    )
 
 
 class LocalPackSettings(BaseModel):
@@ -161,6 +177,19 @@ class StorageSettings(BaseModel):
         " a search right after an ingest, delete or reindex sees it, as a workbench user"
         " expects; Bounded (Milvus's own default) can miss the last few seconds of writes"
         " but waits less under heavy concurrent ingest",
+    )
+
+    lite_idle_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="a Lite file is served to every process of the home by one server"
+        " process; it stops this many seconds after the last process using it has gone",
+    )
+    wait_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="how long a process waits for the vectors (their server starting, or"
+        " another process starting it) before it says what holds them",
     )
 
     @field_validator("ivf_nprobe", mode="after")
@@ -300,3 +329,38 @@ class WorkbenchSettings(BaseSettings):
     @property
     def milvus_uri(self) -> str:
         return self.storage.milvus_uri or str((self.home / "vectors.db").resolve())
+
+
+def home_file_mode(home: Path) -> int:
+    """Permission bits for the files a home writes beside its catalog (thumbnails, caches):
+    the catalog's own, so that a home its owner made private stays private, else what
+    the process's umask gives a new file."""
+    try:
+        return (home / "catalog.sqlite").stat().st_mode & 0o666
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def make_home_dirs(folder: Path, home: Path) -> None:
+    """Create ``folder`` (and its missing parents) inside ``home`` with the catalog's
+    permission bits, searchable where readable (a private catalog: private folders)."""
+    if folder.is_dir():
+        return
+    mode = home_file_mode(home)
+    missing = [folder, *(p for p in folder.parents if not p.exists())]
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        if made.is_relative_to(home) and made != home:
+            with contextlib.suppress(OSError):  # another process made it first, its own way
+                made.chmod(mode | (mode & 0o444) >> 2)
+
+
+def _umask() -> int:
+    # Read, not set: os.umask() changes it for every thread while it is being read.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022

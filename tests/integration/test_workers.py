@@ -247,11 +247,11 @@ import workbench.ingest.pipeline as pipeline
 poison, args = sys.argv[1], sys.argv[2:]
 decode = pipeline.decode_image
 
-def crash_on_poison(data, limits):
+def crash_on_poison(data, *args, **kwargs):
     # Stands for a photo that kills its worker (a decoder segfault, the OOM killer).
     if hashlib.sha256(data).hexdigest() == poison:
         os._exit(3)
-    return decode(data, limits)
+    return decode(data, *args, **kwargs)
 
 pipeline.decode_image = crash_on_poison
 from workbench.cli import main
@@ -406,3 +406,127 @@ def test_a_failed_index_write_leaves_jobs_pending_then_recovers(
         st = wb.stats()
     assert got == {str(p): reference[str(p)] for p in photos}
     assert st.agree and st.faces == sum(got.values())
+
+
+_STARTING_WORKER = """
+import sys, time
+from pathlib import Path
+
+from workbench.ingest.queue import PhotoJob
+from workbench.ingest.worker import PhotoWorker
+from workbench.settings import WorkbenchSettings
+
+barrier, n, name, photo = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def all_at_once(stage):
+    # Every worker reaches this line, then all go on within a millisecond or so.
+    (barrier / f"{stage}-{name}").touch()
+    deadline = time.monotonic() + 120
+    while len(list(barrier.glob(f"{stage}-*"))) < n:
+        if time.monotonic() > deadline:
+            sys.exit(f"{name}: the others never reached {stage}")
+        time.sleep(0.001)
+
+settings = WorkbenchSettings()
+all_at_once("open")  # a new catalog (and its vector server) opened by all at once
+worker = PhotoWorker(settings, name)
+worker.pack.load()
+all_at_once("start")  # the pack row and its collection, found missing by all
+worker.start()
+worker.process([PhotoJob("race", "local", photo, {})])
+report = worker.stop("done")
+print(name, report.photos, report.errors)
+"""
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        pytest.param("home", id="sqlite-lite"),
+        pytest.param("servers", id="postgresql-milvus", marks=pytest.mark.server),
+    ],
+)
+def test_workers_started_at_the_same_instant_all_start(
+    tmp_path: Path,
+    models_dir: Path,
+    lfw200: list[Path],
+    reference: dict[str, int],
+    storage: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Four workers open a new workbench at the same instant, three times over: all four
+    create its catalog, register the pack, create the collection and commit a photo at
+    once; none may crash, and the catalog holds one pack and every photo once."""
+    from sqlalchemy import func, select
+
+    from workbench.core import Workbench
+    from workbench.settings import WorkbenchSettings
+    from workbench.store.models import Pack, Run
+
+    n = 4
+    script = tmp_path / "starting_worker.py"
+    script.write_text(_STARTING_WORKER)
+    for attempt in range(3):
+        home = tmp_path / f"home{attempt}"
+        env = {**cli_env(home, models_dir), "OMP_NUM_THREADS": "1"}
+        if storage == "servers":
+            env.update(_server_storage_of_attempt(request))
+        barrier = tmp_path / f"barrier{attempt}"
+        barrier.mkdir()
+        photos = lfw200[attempt * n : attempt * n + n]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(barrier), str(n), f"w{i}", str(photo)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i, photo in enumerate(photos)
+        ]
+        outcomes = [(p.wait(300), *p.communicate()) for p in procs]
+        for code, out, err in outcomes:
+            assert code == 0, f"attempt {attempt}: a worker failed:\n{err[-3000:]}"
+            assert out.split()[1:] == ["1", "0"], out
+        settings = WorkbenchSettings(
+            home=home,
+            storage={
+                k.removeprefix("WORKBENCH_STORAGE__").lower(): v
+                for k, v in env.items()
+                if k.startswith("WORKBENCH_STORAGE__")
+            },
+            local={
+                "models_dir": models_dir,
+                "detector": env["WORKBENCH_LOCAL__DETECTOR"],
+                "recognizer": env["WORKBENCH_LOCAL__RECOGNIZER"],
+            },
+        )
+        with Workbench(settings) as wb:
+            got = _faces_by_uri(wb)
+            with wb.catalog.session() as s:
+                packs = s.scalar(select(func.count()).select_from(Pack))
+                runs = s.execute(select(Run.status)).scalars().all()
+            assert wb.stats().agree
+        assert packs == 1
+        assert runs == ["done"] * n
+        assert got == {str(p): reference[str(p)] for p in photos}
+
+
+def _server_storage_of_attempt(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A new empty PostgreSQL database and Milvus database, dropped when the test ends."""
+    from tests.services.postgres import create_database, drop_database
+
+    admin, milvus = (
+        request.getfixturevalue("postgres_url"),
+        request.getfixturevalue("milvus_server"),
+    )
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = create_database(admin, name)
+    request.addfinalizer(lambda: drop_database(admin, name))
+    db = f"race_{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(lambda: drop_milvus_db(milvus, db))
+    return {
+        "WORKBENCH_STORAGE__CATALOG_URL": url,
+        "WORKBENCH_STORAGE__MILVUS_URI": milvus,
+        "WORKBENCH_STORAGE__MILVUS_DB": db,
+    }

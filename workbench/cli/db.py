@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from workbench.cli._common import emit, settings_from
+from workbench.cli._common import emit, say, settings_from
 from workbench.errors import WorkbenchError
 
 
@@ -74,7 +74,7 @@ def current_command(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit(doc)
     else:
-        click.echo(
+        say(
             f"{doc['url']} ({doc['dialect']}): revision {doc['revision'] or '-'}, "
             f"newest {doc['head']}: {doc['state']}"
         )
@@ -109,9 +109,9 @@ def upgrade_command(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit(doc)
     elif before == after:
-        click.echo(f"{doc['url']}: already at revision {after}")
+        say(f"{doc['url']}: already at revision {after}")
     else:
-        click.echo(f"{doc['url']}: upgraded from {before or 'no revision'} to {after}")
+        say(f"{doc['url']}: upgraded from {before or 'no revision'} to {after}")
 
 
 COMMANDS = [db_group]

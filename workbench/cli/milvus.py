@@ -9,13 +9,12 @@ there from the catalog without running any model.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from workbench.cli._common import settings_from
+from workbench.cli._common import emit, say, settings_from
 
 
 def _data_dir(ctx: click.Context, data: Path | None) -> Path:
@@ -90,11 +89,11 @@ def start(
         "already_running": was_running,
     }
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        emit(doc)
         return
     state = "already running" if was_running else "started"
-    click.echo(f"Milvus {state} at {uri} (pid {doc['pid']}, data {server.data_dir})")
-    click.echo(f"export WORKBENCH_STORAGE__MILVUS_URI={uri}")
+    say(f"Milvus {state} at {uri} (pid {doc['pid']}, data {server.data_dir})")
+    say(f"export WORKBENCH_STORAGE__MILVUS_URI={uri}")
 
 
 @milvus_group.command("stop")
@@ -107,9 +106,9 @@ def stop(ctx: click.Context, data: Path | None, timeout: float) -> None:
     """Stop the server started from the data directory."""
     server = _server(ctx, data)
     if server.stop(timeout=timeout):
-        click.echo(f"Milvus at {server.uri} stopped (data {server.data_dir})")
+        say(f"Milvus at {server.uri} stopped (data {server.data_dir})")
     else:
-        click.echo(f"no Milvus server running from {server.data_dir}")
+        say(f"no Milvus server running from {server.data_dir}")
 
 
 @milvus_group.command("status")
@@ -128,11 +127,11 @@ def status(ctx: click.Context, data: Path | None, as_json: bool) -> None:
         "log": str(server.log_file),
     }
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        emit(doc)
     elif pid is not None:
-        click.echo(f"Milvus running at {server.uri} (pid {pid}, data {server.data_dir})")
+        say(f"Milvus running at {server.uri} (pid {pid}, data {server.data_dir})")
     else:
-        click.echo(f"no Milvus server running from {server.data_dir}")
+        say(f"no Milvus server running from {server.data_dir}")
 
 
 COMMANDS = [milvus_group]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from workbench.cli._common import settings_from
+from workbench.cli._common import emit, say, settings_from
+from workbench.redaction import printable
 
 
 def _queue_settings(ctx: click.Context, broker: str | None, batch: int | None = None) -> Any:
@@ -57,14 +57,14 @@ def enqueue_command(
     settings = _queue_settings(ctx, broker)
     report = enqueue(list(sources), settings, name)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        emit(report.to_dict())
     else:
-        click.echo(
+        say(
             f"enqueued {report.jobs} photos from {report.sources} sources on "
             f"{redact_url(settings.queue.url)}"
         )
         for spec, err in report.errors:
-            click.echo(f"  {spec}: {err}", err=True)
+            say(f"  {printable(spec)}: {printable(err)}", err=True)
     if report.errors and not report.jobs:
         sys.exit(1)
 
@@ -110,9 +110,9 @@ def worker_command(
     report = run_worker(settings, options)
     if as_json:
         doc = {"worker": options.name, **report.counts(), "seconds": round(report.seconds, 3)}
-        click.echo(json.dumps(doc, indent=2))
+        emit(doc)
     else:
-        click.echo(
+        say(
             f"worker {options.name}: {report.photos} photos, {report.faces} faces, "
             f"{report.errors} errors, {report.skipped} skipped in {report.seconds:.1f} s"
         )

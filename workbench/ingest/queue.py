@@ -28,7 +28,7 @@ from loguru import logger
 from workbench._optional import require
 from workbench.errors import ConfigurationError, WorkbenchError, error_line
 from workbench.monitoring import metrics as mon
-from workbench.redaction import redact_url
+from workbench.redaction import redact_url, redact_value
 from workbench.settings import QueueSettings, WorkbenchSettings
 from workbench.sources import PhotoRef, open_source, reopen_photo
 
@@ -54,7 +54,7 @@ class PhotoJob:
             "source": self.source,
             "origin": self.origin,
             "uri": self.uri,
-            "meta": self.meta,
+            "meta": redact_value(self.meta),  # the broker stores jobs: no signed URL, no token
         }
 
     @classmethod

@@ -5,6 +5,8 @@ engines and schema upgrades in `workbench.store.schema`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.errors import StoreError
 from workbench.store.models import Analysis, Face, Pack, Person, Photo, Run, utcnow
+from workbench.store.processes import pid_alive
 from workbench.store.schema import catalog_revision, open_engine
 
 IN_CHUNK = 5000
@@ -275,11 +278,34 @@ class Catalog:
 
     # ---- runs --------------------------------------------------------------
     def start_run(self, pack: str, sources: list[str], kind: str = "ingest") -> int:
+        """Record a run of this process (its host and pid), after marking the runs of
+        processes of this host that died without ending theirs `interrupted`."""
+        self.reap_runs()
         with self.session.begin() as s:
-            run = Run(kind=kind, pack=pack, sources=sources)
+            run = Run(
+                kind=kind, pack=pack, sources=sources, host=socket.gethostname(), pid=os.getpid()
+            )
             s.add(run)
             s.flush()
             return run.id
+
+    def reap_runs(self) -> int:
+        """Mark ``interrupted`` the ``running`` runs whose process (on this host) is gone;
+        returns how many. Runs of other hosts are left to those hosts."""
+        host = socket.gethostname()
+        with self.session() as s:
+            running = s.execute(
+                select(Run.id, Run.pid).where(Run.status == "running", Run.host == host)
+            ).all()
+        dead = [run_id for run_id, pid in running if pid is not None and not pid_alive(pid)]
+        if dead:
+            with self.session.begin() as s:
+                s.execute(
+                    update(Run)
+                    .where(Run.id.in_(dead), Run.status == "running")
+                    .values(status="interrupted", finished_at=utcnow())
+                )
+        return len(dead)
 
     def finish_run(self, run_id: int, counts: dict[str, Any], status: str = "done") -> None:
         with self.session.begin() as s:

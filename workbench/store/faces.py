@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -32,11 +33,13 @@ from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.faces.types import AnalyzedFace
 from workbench.monitoring import metrics as mon
 from workbench.monitoring.logs import progress_bar
+from workbench.redaction import redact_value
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog
+from workbench.store.catalog_vectors import CatalogVectors, writable
 from workbench.store.models import Analysis, Face, Pack, Photo, PhotoStatus, utcnow
-from workbench.store.schema import redacted
-from workbench.store.vectors import IndexSpec, VectorIndex
+from workbench.store.schema import is_contention, redacted, storage_failure
+from workbench.store.vectors import IndexSpec, VectorIndex, is_lite_uri
 
 WRITE_ATTEMPTS = 3
 """Tries of one batch's catalog transaction when another writer collides with it."""
@@ -129,16 +132,15 @@ class NewVectors:
 class FaceStore:
     """A workbench's catalog and vector index, kept in agreement (module notes)."""
 
-    def __init__(self, catalog: Catalog, index: VectorIndex) -> None:
+    def __init__(self, catalog: Catalog, index: VectorIndex | CatalogVectors) -> None:
         self.catalog = catalog
         self.index = index
 
     @classmethod
     def open(cls, settings: WorkbenchSettings) -> FaceStore:
         """The store of ``settings``' home (or catalog URL and Milvus URI)."""
-        return cls(
-            Catalog(settings.catalog_url), VectorIndex(settings.milvus_uri, settings.storage)
-        )
+        catalog = Catalog(settings.catalog_url)
+        return cls(catalog, open_vectors(settings, catalog))
 
     @property
     def where(self) -> str:
@@ -200,8 +202,11 @@ class FaceStore:
             try:
                 return self._commit(writes, pack, run_id)
             except (IntegrityError, OperationalError) as e:
-                if attempt == WRITE_ATTEMPTS - 1:
+                failure = storage_failure(e, self.where)
+                if failure is not None or not is_contention(e) or attempt == WRITE_ATTEMPTS - 1:
                     mon.ERRORS.labels(kind="store").inc()
+                    if failure is not None:
+                        raise failure from e
                     raise
                 logger.info("batch collided with another writer ({}); retrying", type(e).__name__)
                 self._adopt_existing(writes)
@@ -239,8 +244,10 @@ class FaceStore:
                     outcomes.append(Committed("skipped", photo.id))
                     continue
                 if photo is None:
+                    # Signed URLs and tokens a service echoed stay out of the catalog.
+                    meta = redact_value(w.meta)
                     photo = Photo(
-                        sha256=w.sha256, source=w.source, origin=w.origin, uri=w.uri, meta=w.meta
+                        sha256=w.sha256, source=w.source, origin=w.origin, uri=w.uri, meta=meta
                     )
                     s.add(photo)
                 photo.size_bytes = w.size
@@ -440,6 +447,16 @@ class FaceStore:
         )
 
 
+def open_vectors(settings: WorkbenchSettings, catalog: Catalog) -> VectorIndex | CatalogVectors:
+    """The home's vector index: its Milvus (the home's shared Lite server, or a server), or,
+    where a Lite file cannot be written (a read-only home), exact search over the catalog's
+    vectors (`CatalogVectors`)."""
+    uri = settings.milvus_uri
+    if is_lite_uri(uri) and not writable(Path(uri)):
+        return CatalogVectors(Path(uri), settings.storage, catalog)
+    return VectorIndex(uri, settings.storage)
+
+
 def _face_row(face: AnalyzedFace, pack: str) -> Face:
     d = face.detection
     return Face(
@@ -463,6 +480,7 @@ def _check_choice(what: str, value: str | None, allowed: tuple[str, ...]) -> Non
 __all__ = [
     "Committed",
     "FaceStore",
+    "open_vectors",
     "NewVectors",
     "PackIndexState",
     "PhotoWrite",

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import MissingDependencyError, StoreError
+from workbench.store.processes import pid_alive
 
 #: Ports of one server, by role; unset roles take Milvus's own defaults.
 DEFAULT_PORTS: dict[str, int] = {
@@ -132,27 +133,12 @@ def pick_ports(data_dir: Path) -> dict[str, int]:
     return random_ports()[1]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own exited child not yet reaped) is not running.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def _is_milvus(pid: int) -> bool:
     """Whether ``pid`` is a Milvus binary (a pid file may outlive its process; pids recycle)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return _pid_alive(pid)  # no /proc: trust the pid file
+        return pid_alive(pid)  # no /proc: trust the pid file
     return bool(cmdline) and cmdline[0].endswith(b"milvus") and b"standalone" in cmdline
 
 
@@ -197,7 +183,7 @@ class MilvusServer:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) and _is_milvus(pid) else None
+        return pid if pid_alive(pid) and _is_milvus(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -417,7 +403,7 @@ class MilvusServer:
             if self._proc is not None and self._proc.pid == pid:
                 if self._proc.poll() is not None:
                     return True
-            elif not _pid_alive(pid):
+            elif not pid_alive(pid):
                 return True
             time.sleep(0.2)
         return False

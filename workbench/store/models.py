@@ -27,8 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SOURCE_LENGTH = 512
-"""``photos.source``: as long as the vector index's source field."""
+from workbench.sources.base import SOURCE_LENGTH
 
 PhotoStatus = Literal["pending", "done", "no_faces", "error"]
 """``pending``: registered (read, hashed, decoded) but not yet analysed by any pack."""
@@ -71,6 +70,9 @@ class Run(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20), default="running")
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The process running it: a run whose process is gone is ``interrupted``, not ``running``.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class Photo(Base):

@@ -11,19 +11,23 @@ query. A catalog newer than the code is refused with the revision it is at.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from workbench.errors import StoreError
 from workbench.redaction import redact_url
 
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002")
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 """The catalog's Alembic revisions, oldest first (tests check them against the scripts)."""
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -43,11 +47,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, foreign_keys: bool = True) ->
             cur.execute("PRAGMA journal_mode=WAL")
             break
         except sqlite3.OperationalError as e:
+            path = _main_file(cur)
+            if "disk i/o error" in str(e).lower() and path and _out_of_space(path):
+                raise OSError(errno.ENOSPC, "No space left on device", path) from e
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _main_file(cur: Any) -> str | None:
+    """The path of the SQLite file a connection has open (None in memory)."""
+    try:
+        rows = cur.execute("PRAGMA database_list").fetchall()
+    except sqlite3.Error:
+        return None
+    return next((r[2] for r in rows if r[1] == "main" and r[2]), None)
 
 
 def _postgres_utc(dbapi_conn: Any, _record: Any) -> None:
@@ -182,20 +198,57 @@ def upgrade_catalog(
             eng.dispose()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite catalog URL (None for a server database or an in-memory one)."""
+    if not url.startswith("sqlite:///") or _sqlite_memory(url):
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def read_only_file(path: Path) -> bool:
+    """Whether an existing SQLite catalog cannot be written here (a read-only mount, no
+    permission): it is then opened for reading only."""
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def _read_only_url(path: Path) -> str:
+    """A URL that reads ``path`` without writing anything beside it. ``immutable`` skips
+    locking and the WAL; it is safe when no WAL holds transactions the file lacks (a
+    writer that closed cleanly left none), else plain ``mode=ro`` reads through it."""
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    flags = "mode=ro" if pending else "mode=ro&immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{flags}&uri=true"
+
+
+def _sqlite_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
 def open_engine(url: str) -> tuple[Engine, tuple[str | None, str] | None]:
     """An engine for the catalog at ``url``, its schema at the newest revision.
 
     Returns the engine and ``(before, after)`` when this call upgraded the
     schema, else None (also when another process upgraded it meanwhile).
     A SQLite file's folder is made; SQLite gets its pragmas (WAL, busy
-    timeout, foreign keys), PostgreSQL sessions read timestamps in UTC.
+    timeout, foreign keys), PostgreSQL sessions read timestamps in UTC. A SQLite
+    catalog that cannot be written here is opened for reading only: queries
+    work, a write says the catalog is read-only.
     """
-    if url.startswith("sqlite:///") and not _sqlite_memory(url):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    read_only = path is not None and read_only_file(path)
+    if path is not None and not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
     sqlite = make_url(url).get_backend_name() == "sqlite"
     # Server databases: a connection dropped while a notebook sat idle is replaced.
-    engine = create_engine(url, future=True, pool_pre_ping=not sqlite)
-    if sqlite:
+    engine = create_engine(
+        _read_only_url(path) if read_only and path else url, future=True, pool_pre_ping=not sqlite
+    )
+    if read_only:
+        event.listen(engine, "connect", _sqlite_read_only)
+    elif sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _postgres_utc)
@@ -203,6 +256,12 @@ def open_engine(url: str) -> tuple[Engine, tuple[str | None, str] | None]:
     try:
         rev = _quick_revision(engine)
         _check_known(rev, url)
+        if rev != SCHEMA_HEAD and read_only:
+            raise StoreError(
+                f"the catalog {path} is read-only here and at schema revision {rev or 'none'}, "
+                f"older than this workbench's {SCHEMA_HEAD}: open it once where it can be "
+                "written (or run `workbench db upgrade` there), then read it here"
+            )
         if rev != SCHEMA_HEAD:
             before, after = upgrade_catalog(url, engine)
             upgraded = (before, after) if before != after else None
@@ -210,3 +269,46 @@ def open_engine(url: str) -> tuple[Engine, tuple[str | None, str] | None]:
         engine.dispose()
         raise
     return engine, upgraded
+
+
+def storage_failure(e: BaseException, where: str) -> StoreError | None:
+    """A write that failed for a reason the user can act on, in words: a full disk or a
+    read-only catalog (SQLite's and the OS's errors alike); None for anything else."""
+    text = str(e).lower()
+    code = getattr(e, "errno", None) or getattr(getattr(e, "orig", None), "errno", None)
+    # SQLite says only "disk I/O error" when it cannot grow its -wal or -shm file.
+    io_error_on_full_disk = "disk i/o error" in text and _out_of_space(where)
+    if (
+        code == errno.ENOSPC
+        or "disk is full" in text
+        or "no space left" in text
+        or io_error_on_full_disk
+    ):
+        return StoreError(
+            f"the disk holding {where} is full: free some space, then run the same command "
+            "again (what was stored so far is kept)"
+        )
+    if code in (errno.EROFS, errno.EACCES) or "readonly database" in text or "read-only" in text:
+        return StoreError(
+            f"{where} is read-only here: reading commands (stats, search, export, gallery) "
+            "work, writing ones need write access to it"
+        )
+    return None
+
+
+def _out_of_space(where: str) -> bool:
+    """Whether the file system holding the file ``where`` (when it is a path) is full."""
+    folder = Path(where).parent
+    try:
+        return folder.is_absolute() and shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def is_contention(e: BaseException) -> bool:
+    """Whether a failed write met another writer (SQLite's lock, PostgreSQL's unique key or
+    serialization): worth trying again."""
+    if isinstance(e, IntegrityError):
+        return True
+    text = str(e).lower()
+    return any(w in text for w in ("locked", "busy", "could not serialize", "deadlock"))

@@ -27,8 +27,9 @@ from numpy.typing import NDArray
 from workbench._optional import require
 from workbench.errors import ConfigurationError, StoreError
 from workbench.settings import IndexType, Metric, StorageSettings
+from workbench.sources.base import SOURCE_LENGTH
+from workbench.store.lite_server import LiteLease, attach
 
-MAX_SOURCE_LEN = 512
 MAX_PACK_LEN = 200  # the catalog's pack name column
 
 
@@ -95,6 +96,14 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+SERVER_URI_PREFIXES = ("http://", "https://", "tcp://", "unix:")
+
+
+def is_lite_uri(uri: str) -> bool:
+    """Whether a Milvus URI names a Lite data directory (else a server)."""
+    return not uri.startswith(SERVER_URI_PREFIXES)
+
+
 class VectorIndex:
     """A pymilvus `MilvusClient` over the workbench's collections."""
 
@@ -102,13 +111,14 @@ class VectorIndex:
         self.uri = uri
         self.storage = storage
         self._client = client
+        self._lease: LiteLease | None = None
         self._loaded: set[str] = set()
         self._specs: dict[str, IndexSpec] = {}
         self._tagged: dict[str, bool] = {}
 
     @property
     def is_lite(self) -> bool:
-        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        return is_lite_uri(self.uri)
 
     @property
     def consistency(self) -> str:
@@ -120,36 +130,37 @@ class VectorIndex:
             pymilvus = require("pymilvus", None, "the Milvus vector index")
             kwargs: dict[str, Any] = {}
             db = self.storage.milvus_db
-            if self.is_lite:
-                Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-                if db not in (None, "default"):
-                    raise ConfigurationError(
-                        f"milvus_db {db!r} needs a Milvus server: the Lite file {self.uri} has"
-                        " one database. Unset WORKBENCH_STORAGE__MILVUS_DB or set"
-                        " WORKBENCH_STORAGE__MILVUS_URI to a server (`workbench milvus start`)"
-                    )
+            if self.is_lite and db not in (None, "default"):
+                raise ConfigurationError(
+                    f"milvus_db {db!r} needs a Milvus server: the Lite file {self.uri} has"
+                    " one database. Unset WORKBENCH_STORAGE__MILVUS_DB or set"
+                    " WORKBENCH_STORAGE__MILVUS_URI to a server (`workbench milvus start`)"
+                )
             if self.storage.milvus_token is not None:
                 kwargs["token"] = self.storage.milvus_token.get_secret_value()
+            uri = self.uri
+            if self.is_lite:
+                # One server per home serves the Lite file to every process that opens it.
+                self._lease = attach(
+                    Path(self.uri), idle_s=self.storage.lite_idle_s, wait_s=self.storage.wait_s
+                )
+                uri = self._lease.uri
             try:
                 if db and not self.is_lite:
                     self._ensure_database(pymilvus, db, kwargs)
                     kwargs["db_name"] = db
-                self._client = pymilvus.MilvusClient(self.uri, **kwargs)
+                self._client = pymilvus.MilvusClient(uri, **kwargs)
             except StoreError:
+                self._release()
                 raise
             except Exception as e:  # noqa: BLE001 - pymilvus wraps many causes
-                if self.is_lite and "lock" in str(e).lower():
-                    hint = (
-                        " (a Milvus Lite file can be opened by one process at a time; close the"
-                        " other kernel, or serve it with `milvus-lite server` and use its URI)"
-                    )
-                elif not self.is_lite:
-                    hint = (
-                        " (is the server running? `workbench milvus start` runs one on"
-                        " 127.0.0.1:19530)"
-                    )
-                else:
-                    hint = ""
+                self._release()
+                hint = (
+                    ""
+                    if self.is_lite
+                    else " (is the server running? `workbench milvus start` runs one on"
+                    " 127.0.0.1:19530)"
+                )
                 raise StoreError(f"cannot open Milvus at {self.uri}: {e}{hint}") from e
         return self._client
 
@@ -172,6 +183,12 @@ class VectorIndex:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.close()
+            self._lease = None
 
     # ---- collections -------------------------------------------------------
     def _index_params(self, index_type: str, dim: int, name: str = "") -> dict[str, Any]:
@@ -211,7 +228,7 @@ class VectorIndex:
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("photo_id", DataType.INT64)
-        schema.add_field("source", DataType.VARCHAR, max_length=MAX_SOURCE_LEN)
+        schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_LENGTH)
         schema.add_field("pack", DataType.VARCHAR, max_length=MAX_PACK_LEN)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         index = c.prepare_index_params()
@@ -309,7 +326,7 @@ class VectorIndex:
         if len(ids) == 0:
             return
         rows = [
-            {"id": int(i), "photo_id": int(p), "source": s[:MAX_SOURCE_LEN], "vector": v.tolist()}
+            {"id": int(i), "photo_id": int(p), "source": s[:SOURCE_LENGTH], "vector": v.tolist()}
             for i, p, s, v in zip(ids, photo_ids, sources, vectors, strict=True)
         ]
         if self.tagged(name):
