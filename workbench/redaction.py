@@ -1,4 +1,10 @@
-"""Keep access tokens out of everything the workbench writes or shows.
+"""Keep access tokens, and terminal control sequences, out of everything the workbench
+writes or shows.
+
+`printable` escapes what a file name, a zip member, a person's name or a source
+label may carry that a terminal would act on (ESC sequences, carriage returns,
+C1 controls, bidirectional overrides, undecodable bytes): every line the CLI and
+the logs print, and the apps show, goes through it.
 
 Remote sources register each token they are given; `redact` then removes
 registered tokens, and anything shaped like a credential in a URL or header
@@ -19,13 +25,41 @@ from loguru import logger
 
 MASK = "***"
 
+# C0 controls, DEL, C1 controls, and the bidirectional overrides that reorder what a
+# terminal or a browser shows; lone surrogates are undecodable bytes of a file name.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group()
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``, ``\\u202e``), so
+    it prints as one inert piece of a line; ``keep`` names characters left alone (``"\\n"``
+    for a deliberate multi-line text)."""
+    if keep:
+        return "".join(
+            printable(part) if part not in keep else part
+            for part in re.split(f"([{re.escape(keep)}])", text)
+        )
+    return _UNPRINTABLE.sub(_escape, text)
+
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
 
-# Credentials as libraries put them in URLs, form bodies and headers.
+# Credentials as libraries put them in URLs, form bodies and headers; ``sign`` is the
+# signature VK's and Yandex.Disk's photo URLs carry (whoever has it can fetch the photo).
 _PATTERNS = (
-    re.compile(r"(?i)((?:access_token|token|oauth_token|client_secret)=)[^&\s'\"]+"),
+    re.compile(r"(?i)((?:access_token|token|oauth_token|client_secret|sign|signature)=)[^&\s'\"]+"),
     re.compile(r"(?i)((?:OAuth|Bearer)\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"(?i)(['\"]access_token['\"]\s*:\s*['\"])[^'\"]+"),
 )
@@ -38,7 +72,7 @@ def register_secret(value: str | None) -> None:
         return
     with _lock:
         _secrets.add(value)
-    _install()
+    install()
 
 
 def redact_url(url: str) -> str:
@@ -68,8 +102,21 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_value(value: Any) -> Any:
+    """``value`` with `redact` applied to every string in it (metadata of a photo: lists,
+    dicts and text a remote service sent, which may echo a token or a signed URL)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
+
+
 def _patch(record: Any) -> None:
-    record["message"] = redact(record["message"])
+    # A log line shows names as they are given (a file called "a\x1b[2Jb.jpg"): escape them.
+    record["message"] = printable(redact(record["message"]), keep="\n")
     if record["exception"] is not None:
         # A traceback's lines are formatted later; redact the exception's text now.
         exc = record["exception"].value
@@ -93,7 +140,9 @@ def _redacting_factory(factory: Any) -> Any:
     return make
 
 
-def _install() -> None:
+def install() -> None:
+    """Pass every log record through `redact` and `printable` (once per process; the
+    logging set-up and the first registered token call it)."""
     global _installed
     with _lock:
         if _installed:
@@ -103,4 +152,4 @@ def _install() -> None:
     logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
 
 
-__all__ = ["MASK", "redact", "register_secret"]
+__all__ = ["MASK", "install", "printable", "redact", "redact_value", "register_secret"]

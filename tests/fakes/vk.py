@@ -4,13 +4,16 @@ Why: the VK source must be tested through the real client library, so this
 server answers ``/method/<name>`` (POST form or GET query, ``access_token`` and
 ``v`` among the params) exactly as the API does: ``{"response": ...}`` or
 ``{"error": {...}}`` with HTTP 200, the documented error codes and messages,
-and photo ``sizes`` whose URLs point back here (``/photo/<owner>_<id>_<type>.jpg``).
+and photo ``sizes`` whose URLs point back here (``/photo/<owner>_<id>_<type>.jpg``),
+signed as VK's CDN signs them (``&sign=``): a download without its signature is refused
+with HTTP 403, as VK's is.
 
-Covered methods: ``photos.getAlbums``, ``photos.get`` and ``users.get``.
+Covered methods: ``photos.getAlbums``, ``photos.get``, ``photos.getById`` and ``users.get``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -48,6 +51,11 @@ _MESSAGES = {
     200: "Access denied",
 }
 _PHOTO_PATH = re.compile(r"^/photo/(-?\d+)_(\d+)_([a-z]+)\.\w+$")
+
+
+def _sign(owner: str, photo_id: str, kind: str) -> str:
+    """The URL signature of one photo size (VK's CDN checks one like it)."""
+    return hashlib.sha256(f"fake-vk-cdn:{owner}_{photo_id}_{kind}".encode()).hexdigest()[:32]
 
 
 class _VkError(Exception):
@@ -205,6 +213,8 @@ class FakeVK(FakeHTTPService):
             photo = self._find_photo(int(match[1]), int(match[2])) if match else None
             if photo is None:
                 return Reply(404, b"Not Found\n", {"Content-Type": "text/plain"})
+            if match is None or params.get("sign") != _sign(match[1], match[2], match[3]):
+                return Reply(403, b"Forbidden\n", {"Content-Type": "text/plain"})
             return Reply(200, file=photo.file)
         if not path.startswith("/method/"):
             return Reply(404, b"Not Found\n", {"Content-Type": "text/plain"})
@@ -250,6 +260,8 @@ class FakeVK(FakeHTTPService):
             return self._get_albums(params, token, user)
         if name == "photos.get":
             return self._get_photos(params, token, user)
+        if name == "photos.getById":
+            return self._get_by_id(params)
         raise _VkError(3)
 
     def _throttle(self, token: str) -> None:
@@ -340,6 +352,25 @@ class FakeVK(FakeHTTPService):
             items = [self._photo_json(owner, key, p, extended) for p in photos]
             return {"count": len(photos), "items": items[offset : offset + count]}
 
+    def _get_by_id(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``photos=<owner>_<id>,...``: the photos found, fresh sizes and signed URLs."""
+        found = []
+        for key in filter(None, params.get("photos", "").split(",")):
+            owner, _, photo_id = key.partition("_")
+            with self._state:
+                album = next(
+                    (
+                        (a_key, a)
+                        for (a_owner, a_key), a in self._albums.items()
+                        if a_owner == int(owner) and any(p.id == int(photo_id) for p in a.photos)
+                    ),
+                    None,
+                )
+            if album is not None:
+                photo = next(p for p in album[1].photos if p.id == int(photo_id))
+                found.append(self._photo_json(int(owner), album[0], photo, extended=False))
+        return found
+
     def _photo_json(self, owner: int, album: int, photo: _Photo, extended: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": photo.id,
@@ -380,7 +411,8 @@ class FakeVK(FakeHTTPService):
 
     def _url(self, owner: int, photo: _Photo, kind: str, width: int, height: int) -> str:
         suffix = photo.file.suffix.lower() or ".jpg"
-        query = f"size={width}x{height}&quality=95&type=album"
+        sign = _sign(str(owner), str(photo.id), kind)
+        query = f"size={width}x{height}&quality=95&sign={sign}&type=album"
         return f"{self.base_url}/photo/{owner}_{photo.id}_{kind}{suffix}?{query}"
 
     def _find_photo(self, owner: int, photo_id: int) -> _Photo | None:

@@ -34,6 +34,7 @@ from sqlalchemy import Select, distinct, func, select
 
 from workbench._optional import require
 from workbench.errors import ConfigurationError, WorkbenchError
+from workbench.redaction import redact_value
 from workbench.registry import Registry
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Photo, as_utc
@@ -268,7 +269,9 @@ def _face_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
         q = q.where(FacePerson.person_id == f.person)
     for page in _pages(catalog, q, Face.id, batch):
         for r in page:
-            yield dict(zip(FACE_COLUMNS, (*r[:-1], _iso(r[-1])), strict=True))
+            row = dict(zip(FACE_COLUMNS, (*r[:-1], _iso(r[-1])), strict=True))
+            row["provenance"] = redact_value(row["provenance"])  # catalogs made before scrubbing
+            yield row
 
 
 def _photo_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
@@ -306,6 +309,7 @@ def _photo_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
         people, counts = _photo_people(catalog, ids, f.pack)
         for r in page:
             row = dict(zip(PHOTO_COLUMNS[:-1], (*r[:-1], _iso(r[-1])), strict=True))
+            row["provenance"] = redact_value(row["provenance"])  # catalogs made before scrubbing
             if f.pack is not None:
                 row["pack"], row["n_faces"] = f.pack, counts.get(r[0], 0)
             row["people"] = people.get(r[0], [])
@@ -397,22 +401,31 @@ def _json_text(value: Any) -> str:
 
 def write_csv(rows: Iterable[Row], columns: Sequence[str], path: Path, title: str) -> int:
     """UTF-8 CSV with a header; lists and dicts as JSON text, booleans as true/false,
-    ``None`` as an empty cell."""
+    ``None`` as an empty cell, formulas neutralised (`csv_cell`)."""
     n = 0
     with open(path, "x", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(columns)
         for row in rows:
-            out.writerow([_csv_cell(row[c]) for c in columns])
+            out.writerow([csv_cell(row[c]) for c in columns])
             n += 1
     return n
 
 
-def _csv_cell(value: Any) -> Any:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula in a CSV cell (OWASP's list)."""
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: booleans as true/false, lists and dicts as JSON text, and text
+    that a spreadsheet would run as a formula (a file name ``=HYPERLINK(...)``, a person
+    named ``@SUM(...)``) prefixed with ``'``, as XLSX cells are typed text."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
-        return _json_text(value)
+        value = _json_text(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 

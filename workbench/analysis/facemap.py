@@ -9,7 +9,9 @@ costs a file read, not minutes.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from workbench._optional import available, require
 from workbench.analysis.cluster import DEFAULT_NEIGHBORS, KnnGraph, knn_graph, normalise
 from workbench.errors import ConfigurationError
+from workbench.settings import home_file_mode, make_home_dirs
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Photo
 
@@ -38,9 +41,22 @@ def _key(pack: str, ids: NDArray[np.int64], *parts: object) -> str:
 
 
 def cache_dir(home: Path) -> Path:
-    path = Path(home) / "cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(home) / "cache"
+
+
+def _save_cached(path: Path, save: Any, home: Path) -> None:
+    """Write a cache file whole (a unique temporary name, then a rename: two processes
+    drawing the same map do not collide), with the home's permissions; a home that
+    cannot be written (read-only) just goes without the cache."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}{path.suffix}")
+    try:
+        make_home_dirs(path.parent, Path(home))
+        save(tmp)
+        os.chmod(tmp, home_file_mode(Path(home)))
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        logger.debug("no cache written to {}: {}", path, e)
 
 
 def neighbour_graph(
@@ -56,9 +72,12 @@ def neighbour_graph(
         with np.load(path) as data:
             return KnnGraph(data["indices"], data["similarities"])
     graph = knn_graph(X, k)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, indices=graph.indices, similarities=graph.similarities)
-    tmp.replace(path)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, indices=graph.indices, similarities=graph.similarities)
+
+    _save_cached(path, save, home)
     return graph
 
 
@@ -110,9 +129,12 @@ def map_coordinates(
         coords = np.asarray(reducer.fit_transform(normalise(X)), dtype=np.float64)
     else:
         coords = _pca(normalise(X))
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, coords)
-    tmp.replace(path)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, coords)
+
+    _save_cached(path, save, home)
     return coords, used
 
 

@@ -57,6 +57,7 @@ from workbench.analysis.gallery_sql import (
     status_condition,
 )
 from workbench.errors import ConfigurationError, WorkbenchError
+from workbench.redaction import redact_value
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Photo, as_utc
 
@@ -405,7 +406,7 @@ def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> Ph
         pack=used,
         packs=packs,
         faces=faces,
-        meta=dict(photo.meta or {}),
+        meta=redact_value(dict(photo.meta or {})),
     )
 
 
@@ -483,7 +484,7 @@ def _item(r: Any, pack: str | None) -> GalleryItem:
         height=r.height,
         error=r.error,
         date=_parse_day(r.day),
-        meta=dict(r.meta or {}),
+        meta=redact_value(dict(r.meta or {})),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from workbench.faces.pack import ModelPack
 from workbench.store.catalog import Catalog
 from workbench.store.faces import FaceStore
 from workbench.store.models import Face, Photo, Run, as_utc
+from workbench.store.processes import pid_alive
 
 LAST_REPORT = "last_report.json"
 """The report notebook's bookmark in ``<home>/reports/``: when it last ran."""
@@ -31,6 +33,16 @@ LAST_REPORT = "last_report.json"
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else as_utc(value)
+
+
+def _died(run: Run) -> bool:
+    """A run still marked ``running`` whose process, on this host, is gone."""
+    return (
+        run.status == "running"
+        and run.host == socket.gethostname()
+        and run.pid is not None
+        and not pid_alive(run.pid)
+    )
 
 
 # ---- counts -----------------------------------------------------------------
@@ -101,7 +113,7 @@ def runs(catalog: Catalog, limit: int = 50) -> pd.DataFrame:
                 "run": r.id,
                 "kind": r.kind,
                 "pack": r.pack,
-                "status": r.status,
+                "status": "interrupted" if _died(r) else r.status,
                 "started_at": started,
                 "finished_at": finished,
                 "photos": photos,

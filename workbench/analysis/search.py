@@ -71,14 +71,14 @@ def load_sample(image: ImageInput, limits: LimitSettings) -> DecodedImage:
     if isinstance(image, np.ndarray):
         return DecodedImage(np.ascontiguousarray(image, dtype=np.uint8), "array")
     if isinstance(image, bytes):
-        return decode_image(image, limits)
+        return decode_image(image, limits, limits.analysis_side)
     path = Path(image).expanduser()
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ImageError(f"{path}: cannot read the sample photo ({e.strerror or e})") from e
     try:
-        return decode_image(data, limits)
+        return decode_image(data, limits, limits.analysis_side)
     except ImageError as e:
         raise ImageError(f"{path}: {e}") from e
 
@@ -126,7 +126,8 @@ def search_sample(
                 matches.append(
                     Match(photo.uri, photo.source, h.face_id, photo.id, box, pct, h.score)
                 )
-            out.append(QueryFace(_round(face.detection.box), face.detection.score, matches))
+            found = face.detection.scaled(sample.scale)  # in the sample's own pixels
+            out.append(QueryFace(_round(found.box), found.score, matches))
         return out
 
 

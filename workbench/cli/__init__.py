@@ -24,6 +24,7 @@ from workbench.cli import (
     photos,
     workers,
 )
+from workbench.cli._common import say
 from workbench.errors import WorkbenchError
 from workbench.monitoring.logs import configure_logging
 
@@ -97,14 +98,25 @@ for _module in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click's word for Ctrl-C
+        say("interrupted; re-run the same command to continue", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except WorkbenchError as e:
-        click.echo(f"error: {e}", err=True)
+        say(f"error: {e}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted; re-run the same command to resume", err=True)
+        say("interrupted; re-run the same command to continue", err=True)
         sys.exit(130)
+    except Exception as e:
+        # A full disk or a read-only home says so in one line; anything else is a bug
+        # and keeps its traceback.
+        from workbench.store.schema import storage_failure
+
+        failure = storage_failure(e, getattr(e, "filename", None) or "the workbench")
+        if failure is None:
+            raise
+        say(f"error: {failure}", err=True)
+        sys.exit(2)

@@ -4,11 +4,14 @@ open, and printing results. A leaf: it imports nothing of the CLI."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
+
+from workbench.redaction import printable
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -57,9 +60,21 @@ def open_workbench(ctx: click.Context) -> Workbench:
     return Workbench(settings_from(ctx))
 
 
+# What json.dumps leaves raw with ensure_ascii=False and a terminal would still act on.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def emit(doc: Any) -> None:
-    """One JSON document on stdout (``--json``); logs and progress go to stderr."""
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    """One JSON document on stdout (``--json``); logs and progress go to stderr. Text stays
+    readable UTF-8; control characters are JSON escapes, never raw bytes."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def say(text: str, err: bool = False) -> None:
+    """A line (or lines) for people: control characters of names, paths and reasons in it
+    are escaped (`printable`), so a file called ``a\\x1b[2J.jpg`` cannot clear the screen."""
+    click.echo(printable(text, keep="\n"), err=err)
 
 
 def show(result: Result, as_json: bool) -> None:
@@ -67,7 +82,7 @@ def show(result: Result, as_json: bool) -> None:
     if as_json:
         emit(result.to_dict())
     else:
-        click.echo(result.summary())
+        say(result.summary())
 
 
 def global_option(ctx: click.Context, name: str) -> Any:

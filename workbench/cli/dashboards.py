@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from workbench.cli._common import settings_from
+from workbench.cli._common import say, settings_from
 from workbench.dashboards import DEFAULT_HOST, DEFAULT_PORT
 
 
@@ -38,6 +38,14 @@ from workbench.dashboards import DEFAULT_HOST, DEFAULT_PORT
     help="Folder of the app notebooks [default: $WORKBENCH_DASHBOARDS_DIR, else the "
     "repository's dashboards/].",
 )
+@click.option(
+    "--homes-root",
+    "homes_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Let pages open any existing workbench under this folder with ?home=DIR "
+    "(repeatable) [default: only the served home].",
+)
 @click.pass_context
 def dashboards_command(
     ctx: click.Context,
@@ -46,13 +54,15 @@ def dashboards_command(
     no_browser: bool,
     preheat: bool,
     folder: Path | None,
+    homes_roots: tuple[Path, ...],
 ) -> None:
     """Serve the Voila apps of dashboards/ until Ctrl-C.
 
     Every app reads the workbench from the global --home / --pack (or
-    WORKBENCH_*); a page may name another with ?home=DIR&pack=NAME. A Milvus
-    Lite server is started for the home's vectors so that all pages (each its
-    own kernel) share them, and stopped on exit.
+    WORKBENCH_*); a page may name another pack with ?pack=NAME, and another
+    existing workbench under a --homes-root with ?home=DIR. The apps share the
+    home's vectors with every other process using the home (a notebook, a CLI
+    command) through its vector server, which this command holds while it runs.
     """
     from workbench.dashboards import dashboards_dir, host_warning, list_apps, serve
 
@@ -63,9 +73,15 @@ def dashboards_command(
     folder = folder or dashboards_dir()
     shown = "localhost" if host == DEFAULT_HOST else host
     apps = ", ".join(f"http://{shown}:{port}/voila/render/{a}.ipynb" for a in list_apps(folder))
-    click.echo(f"workbench {settings.home} (pack {settings.pack}); apps: {apps}", err=True)
+    say(f"workbench {settings.home} (pack {settings.pack}); apps: {apps}", err=True)
     code = serve(
-        settings, host=host, port=port, open_browser=not no_browser, folder=folder, preheat=preheat
+        settings,
+        host=host,
+        port=port,
+        open_browser=not no_browser,
+        folder=folder,
+        preheat=preheat,
+        homes_roots=list(homes_roots),
     )
     sys.exit(code)
 

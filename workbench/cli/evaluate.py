@@ -10,6 +10,7 @@ from workbench.cli._common import (
     json_option,
     no_progress_option,
     open_workbench,
+    say,
     settings_from,
     show,
 )
@@ -174,17 +175,17 @@ def evaluate_lfw_cmd(
         emit(doc)
         return
     for r in result.results:
-        click.echo(r.lfw.summary())
+        say(r.lfw.summary())
         if r.groups is not None:
             g = r.groups
-            click.echo(
+            say(
                 f"  dev group photos: {g.detected} of {g.labelled} labelled faces detected, "
                 f"{g.exact} of {g.photos} photos exact"
             )
     for name, reason in result.skipped:
-        click.echo(f"{name}: skipped ({reason})")
+        say(f"{name}: skipped ({reason})")
     if saved:
-        click.echo(f"saved to {saved}")
+        say(f"saved to {saved}")
 
 
 @evaluate.command("celeba")
@@ -313,7 +314,7 @@ def evaluate_detectors_command(
 
     def done(r: DetectorResult) -> None:
         if not no_progress:  # a full LFW run is long: say what each detector did as it ends
-            click.echo(
+            say(
                 f"{r.detector}: LFW {r.lfw.found}/{r.lfw.images} found, dev "
                 f"{r.dev.detected}/{r.dev.labelled} group faces, "
                 f"{r.dev.false_positives} false positives",
@@ -337,9 +338,9 @@ def evaluate_detectors_command(
         doc["saved"] = str(saved) if saved else None
         emit(doc)
         return
-    click.echo(result.summary())
+    say(result.summary())
     if saved:
-        click.echo(f"saved to {saved}")
+        say(f"saved to {saved}")
 
 
 __all__ = ["evaluate_detectors_command"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from workbench.cli._common import emit, global_option, settings_from
+from workbench.cli._common import emit, global_option, say, settings_from
 from workbench.errors import WorkbenchError
 
 
@@ -64,15 +66,31 @@ def export_command(
             "give --home or set WORKBENCH_HOME to a workbench with photos in it"
         )
     catalog = Catalog(settings.catalog_url)
-    pack = global_option(ctx, "pack")
     try:
+        pack = _recorded_pack(ctx, catalog)
         result = export(catalog, what, out, fmt, source=source, person=person, pack=pack)
     finally:
         catalog.close()
     if as_json:
         emit(result.to_dict())
     else:
-        click.echo(f"exported {result.rows} {result.what} to {out}")
+        say(f"exported {result.rows} {result.what} to {out}")
+
+
+def _recorded_pack(ctx: click.Context, catalog: Any) -> str | None:
+    """The pack the global --pack / --detector / --embedder name, as its faces record it
+    (``--pack local`` or ``--pack DIR`` is ``local:<detector>+<recognizer>``); None
+    when none was given (every pack)."""
+    spec = global_option(ctx, "pack")
+    swapped = global_option(ctx, "detector") or global_option(ctx, "embedder")
+    if spec is None and not swapped:
+        return None
+    if spec is not None and not swapped and spec in {p.name for p in catalog.packs()}:
+        return str(spec)
+    from workbench.faces.registry import open_pack
+
+    settings = settings_from(ctx)
+    return open_pack(settings.pack, settings).name  # named, not loaded: no model runs
 
 
 COMMANDS = [export_command]

@@ -6,7 +6,7 @@ import threading
 
 import click
 
-from workbench.cli._common import settings_from
+from workbench.cli._common import say, settings_from
 from workbench.errors import WorkbenchError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -41,7 +41,7 @@ def serve_metrics(ctx: click.Context, port: int, host: str, queue_depth: bool) -
 
     settings = settings_from(ctx)
     if host not in LOCAL_HOSTS:
-        click.echo(
+        say(
             f"warning: serving metrics on {host}, reachable from other machines; "
             "use --host 127.0.0.1 unless Prometheus scrapes from elsewhere",
             err=True,
@@ -56,7 +56,7 @@ def serve_metrics(ctx: click.Context, port: int, host: str, queue_depth: bool) -
         poller = QueuePoller(settings.queue)
         poller.start()
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"serving metrics on http://{shown}:{bound}/metrics (Ctrl-C stops)", err=True)
+    say(f"serving metrics on http://{shown}:{bound}/metrics (Ctrl-C stops)", err=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

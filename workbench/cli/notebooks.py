@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from workbench.cli._common import emit, global_option
+from workbench.cli._common import emit, global_option, say
 
 
 @click.command("run-notebook")
@@ -64,9 +64,9 @@ def run_notebook(
     if as_json:
         emit(result.to_dict())
         return
-    click.echo(str(result.output))
+    say(str(result.output))
     if result.html is not None:
-        click.echo(str(result.html))
+        say(str(result.html))
 
 
 COMMANDS = [run_notebook]

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from workbench.cli._common import emit, open_workbench
+from workbench.cli._common import emit, open_workbench, say
+from workbench.redaction import printable
 
 
 @click.command("cluster")
@@ -95,7 +96,7 @@ def cluster_command(
     if as_json:
         emit(outcome.to_dict())
     else:
-        click.echo(outcome.summary())
+        say(outcome.summary())
 
 
 @click.group("people")
@@ -113,9 +114,9 @@ def _people_action(ctx: click.Context, action: Any, as_json: bool) -> None:
     for r in items:
         if hasattr(r, "label"):
             flags = " (hidden)" if r.hidden else ""
-            click.echo(f"{r.id}\t{r.label}\t{r.faces} faces\t{r.photos} photos{flags}")
+            say(f"{r.id}\t{printable(r.label)}\t{r.faces} faces\t{r.photos} photos{flags}")
         else:
-            click.echo(str(r))
+            say(str(r))
 
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from workbench.cli._common import emit, json_option, no_progress_option, open_workbench
+from workbench.cli._common import emit, json_option, no_progress_option, open_workbench, say
+from workbench.redaction import printable
+from workbench.sources.base import named
 from workbench.sources.tokens import ask_missing_tokens
 
 
@@ -29,6 +32,11 @@ from workbench.sources.tokens import ask_missing_tokens
     help="Only read, hash and decode photos (status pending, no models); `workbench embed` "
     "analyses them later.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when any photo is recorded as an error [default: exit 0; the errors are listed].",
+)
 @click.pass_context
 def ingest(
     ctx: click.Context,
@@ -38,6 +46,7 @@ def ingest(
     no_progress: bool,
     retry_errors: bool,
     register_only: bool,
+    strict: bool,
 ) -> None:
     """Detect, embed and store every face in PATHS.
 
@@ -47,18 +56,29 @@ def ingest(
     vk:group/ID, with WORKBENCH_VK_TOKEN). A token not set is asked for when
     run in a terminal. Re-running a source downloads only photos not yet in
     the catalog.
+
+    Exit status: 0 when every source was read (photos that could not be
+    read or decoded are recorded as errors and listed); 2 when a source
+    given cannot be read at all (a missing folder, a wrong link); 1 with
+    --strict when any photo is an error; 130 when interrupted (re-run to go on).
     """
+    from workbench.sources import check_source_label
+
+    check_source_label(source)  # before a model loads
     with open_workbench(ctx) as wb:
         if sys.stdin.isatty():
             ask_missing_tokens(paths, wb.settings)
-        report = wb.ingest(
-            paths,
-            source=source,
-            progress=not no_progress,
-            retry_errors=retry_errors,
-            register_only=register_only,
+        report = _run_report(
+            lambda: wb.ingest(
+                paths,
+                source=source,
+                progress=not no_progress,
+                retry_errors=retry_errors,
+                register_only=register_only,
+            ),
+            as_json,
         )
-    _print_report(report, as_json)
+    _finish(report, as_json, strict)
 
 
 @click.command()
@@ -72,8 +92,31 @@ def embed(ctx: click.Context, as_json: bool, no_progress: bool) -> None:
     another pack analysed. Each is read again from where it was registered.
     """
     with open_workbench(ctx) as wb:
-        report = wb.embed(progress=not no_progress)
+        report = _run_report(lambda: wb.embed(progress=not no_progress), as_json)
+    _finish(report, as_json, strict=False)
+
+
+def _run_report(run: Callable[[], Any], as_json: bool) -> Any:
+    """Run an ingest; on Ctrl-C print what it did by then and exit 130 (all of it is
+    stored: running it again goes on from there)."""
+    from workbench.ingest.pipeline import IngestInterrupted
+
+    try:
+        return run()
+    except IngestInterrupted as e:
+        _print_report(e.report, as_json)
+        say("interrupted; re-run the same command to continue", err=True)
+        sys.exit(130)
+
+
+def _finish(report: Any, as_json: bool, strict: bool) -> None:
     _print_report(report, as_json)
+    for spec, reason in report.source_errors:
+        say(f"error: {printable(named(spec, reason))}", err=True)
+    if report.source_errors:
+        sys.exit(2)
+    if strict and report.errors:
+        sys.exit(1)
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -81,19 +124,19 @@ def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         emit(c if report.kind == "ingest" else {**c, "pending": report.pending})
         return
+    sources = set(report.source_errors)
     verb = {"ingest": "ingested", "register": "registered", "embed": "embedded"}[report.kind]
     pending = f", {report.pending} pending" if report.kind == "register" else ""
-    click.echo(
+    say(
         f"{c['photos']} photos {verb}: {c['faces']} faces, {c['no_faces']} without faces, "
         f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog "
         f"({report.seconds:.1f} s, {report.photos_per_second:.2f} photos/s)"
     )
-    for uri, reason in report.error_details[:20]:
-        click.echo(f"  error: {uri}: {reason}", err=True)
-    if len(report.error_details) > 20:
-        click.echo(
-            f"  ... and {len(report.error_details) - 20} more errors (workbench stats)", err=True
-        )
+    photo_errors = [d for d in report.error_details if d not in sources]
+    for uri, reason in photo_errors[:20]:
+        say(f"  error: {printable(uri)}: {printable(reason)}", err=True)
+    if len(photo_errors) > 20:
+        say(f"  ... and {len(photo_errors) - 20} more errors (workbench stats)", err=True)
 
 
 @click.command()
@@ -126,16 +169,16 @@ def search(
         emit([r.to_dict() for r in results])
         return
     if not results:
-        click.echo(f"no face found in {image}")
+        say(f"no face found in {printable(image)}")
         return
     for i, face in enumerate(results, 1):
         box = ", ".join(f"{v:.0f}" for v in face.box)
-        click.echo(f"face {i} at [{box}]: {len(face.matches)} matches ≥ {thr:g}%")
+        say(f"face {i} at [{box}]: {len(face.matches)} matches ≥ {thr:g}%")
         for m in face.matches:
             mbox = ", ".join(f"{v:.0f}" for v in m.box)
-            click.echo(
-                f"  {m.similarity:5.1f}%  cos {m.cosine:.2f}  {m.photo}  [{mbox}]  "
-                f"({m.source}, face {m.face_id})"
+            say(
+                f"  {m.similarity:5.1f}%  cos {m.cosine:.2f}  {printable(m.photo)}  [{mbox}]  "
+                f"({printable(m.source)}, face {m.face_id})"
             )
 
 
@@ -149,12 +192,12 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit(st.to_dict())
         return
-    click.echo(f"{st.photos} photos, {st.faces} faces in {wb.home}")
+    say(f"{st.photos} photos, {st.faces} faces in {wb.home}")
     for row in st.by_source_status:
-        click.echo(f"  {row['source']:<20} {row['status']:<9} {row['photos']:>8}")
+        say(f"  {printable(row['source']):<20} {row['status']:<9} {row['photos']:>8}")
     for p in st.packs:
         verdict = "agree" if p.agree else "DISAGREE (run `workbench reindex`)"
-        click.echo(
+        say(
             f"  pack {p.pack}: catalog {p.catalog_faces} faces, "
             f"index {p.index_vectors} vectors: {verdict}"
         )
@@ -181,7 +224,7 @@ def reindex(ctx: click.Context, index_type: str | None, metric: str | None, as_j
     if as_json:
         emit({"pack": name, "vectors": n, "index_type": spec.index_type, "metric": spec.metric})
     else:
-        click.echo(f"reindexed {n} faces of pack {name} ({spec.index_type}, {spec.metric})")
+        say(f"reindexed {n} faces of pack {name} ({spec.index_type}, {spec.metric})")
 
 
 @click.command()
@@ -192,7 +235,7 @@ def delete(ctx: click.Context, photos: tuple[str, ...]) -> None:
     with open_workbench(ctx) as wb:
         for ref in photos:
             n = wb.delete_photo(ref)
-            click.echo(f"deleted {ref} ({n} faces)")
+            say(f"deleted {printable(ref)} ({n} faces)")
 
 
 @click.command()
@@ -202,9 +245,9 @@ def packs() -> None:
     from workbench.faces.registry import DETECTORS, EMBEDDERS, PACKS
 
     for name in PACKS.names():
-        click.echo(name)
-    click.echo(f"detectors: {', '.join(DETECTORS.names())}, or a detector ONNX file")
-    click.echo(
+        say(name)
+    say(f"detectors: {', '.join(DETECTORS.names())}, or a detector ONNX file")
+    say(
         f"embedders: {', '.join(EMBEDDERS.names())}, a recognizer of the local models dir "
         "by file name, or a recognizer ONNX file"
     )

@@ -38,6 +38,15 @@ class DetectedFace:
     def width(self) -> float:
         return self.box[2] - self.box[0]
 
+    def scaled(self, factor: float) -> DetectedFace:
+        """The same face with its box and landmarks ``factor`` times larger (from a photo
+        decoded at a reduced scale back to the photo's own pixels)."""
+        if factor == 1.0:
+            return self
+        x1, y1, x2, y2 = self.box
+        box = (x1 * factor, y1 * factor, x2 * factor, y2 * factor)
+        return DetectedFace(box, (self.landmarks * factor).astype(np.float32), self.score)
+
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
@@ -49,6 +58,12 @@ class AnalyzedFace:
 
     detection: DetectedFace
     embedding: NDArray[np.float32]
+
+    def scaled(self, factor: float) -> AnalyzedFace:
+        """The same face, its box and landmarks ``factor`` times larger (`DetectedFace.scaled`)."""
+        return (
+            self if factor == 1.0 else AnalyzedFace(self.detection.scaled(factor), self.embedding)
+        )
 
 
 def l2_normalize(x: NDArray[np.floating]) -> NDArray[np.float32]:

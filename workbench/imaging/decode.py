@@ -50,10 +50,16 @@ _SIGNATURES: tuple[tuple[int, bytes, str, bool], ...] = (
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An RGB photo, upright (EXIF orientation applied)."""
+    """An RGB photo, upright (EXIF orientation applied).
+
+    ``scale`` is the photo's own size over the decoded pixels' (2.0 for a JPEG decoded
+    at half its size, see `decode_image`'s ``max_side``): multiply coordinates found
+    in ``rgb`` by it to have them in the photo's pixels.
+    """
 
     rgb: NDArray[np.uint8]
     format: str
+    scale: float = 1.0
 
     @property
     def width(self) -> int:
@@ -63,13 +69,29 @@ class DecodedImage:
     def height(self) -> int:
         return int(self.rgb.shape[0])
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The photo's own width and height (upright), whatever scale it was decoded at."""
+        return round(self.width * self.scale), round(self.height * self.scale)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data: bytes, limits: LimitSettings | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: LimitSettings | None = None, max_side: int | None = None
+) -> DecodedImage:
     """Decode photo bytes into an upright RGB ``uint8`` array (height × width × 3).
+
+    With ``max_side``, a JPEG whose longest side is larger is decoded at the smallest
+    of JPEG's own reduced scales (1/2, 1/4, 1/8) that keeps that side at least
+    ``max_side`` (libjpeg skips the work, so time and memory shrink with it);
+    `DecodedImage.scale` says by how much. Other formats decode in full.
 
     Accepts the formats in `ACCEPTED_FORMATS` that this Pillow can read. Raises
     `ImageError` naming the cause for empty, non-image, truncated or corrupt
@@ -90,7 +112,11 @@ def decode_image(data: bytes, limits: LimitSettings | None = None) -> DecodedIma
         fmt = img.format or "unknown"
         w, h = img.size
         _check_dimensions(w, h, limits)
+        if max_side and fmt == "JPEG" and max(w, h) > max_side:
+            ratio = max_side / max(w, h)
+            img.draft("RGB", (max(1, round(w * ratio)), max(1, round(h * ratio))))
         img.load()
+        scale = w / img.size[0]
     except ImageError:
         raise
     except UnidentifiedImageError as e:
@@ -100,6 +126,12 @@ def decode_image(data: bytes, limits: LimitSettings | None = None) -> DecodedIma
     except MemoryError as e:
         raise ImageError("image needs more memory than is available to decode") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # Pillow's MAX_TEXT_CHUNK / MAX_TEXT_MEMORY guard a PNG's metadata, not its pixels.
+        if any(w in str(e).lower() for w in ("text_chunk", "text chunk", "text memory")):
+            raise ImageError(
+                f"a text chunk of the PNG is too large to read safely ({e}): its metadata, "
+                "not its pixels, is over the limit; re-save the image without it"
+            ) from e
         raise ImageError(f"truncated or corrupt image data ({e})") from e
     except Exception as e:  # noqa: BLE001 - fuzzed files make Pillow raise anything
         raise ImageError(f"corrupt image data ({type(e).__name__}: {e})") from e
@@ -111,7 +143,7 @@ def decode_image(data: bytes, limits: LimitSettings | None = None) -> DecodedIma
         raise ImageError("image needs more memory than is available to convert") from e
     except Exception as e:  # noqa: BLE001 - an odd mode must fail this photo only
         raise ImageError(f"cannot convert {fmt} image in mode {img.mode} to RGB ({e})") from e
-    return DecodedImage(rgb=np.ascontiguousarray(rgb), format=fmt)
+    return DecodedImage(rgb=np.ascontiguousarray(rgb), format=fmt, scale=scale)
 
 
 def _open_formats() -> tuple[str, ...]:

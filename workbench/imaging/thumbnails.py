@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.imaging.decode import DecodedImage, decode_image, sha256, thumbnail
-from workbench.settings import WorkbenchSettings
+from workbench.settings import WorkbenchSettings, home_file_mode, make_home_dirs
 from workbench.sources import reopen_photo
 
 DEFAULT_SIZE = 256
@@ -331,7 +331,9 @@ class ThumbnailCache:
         self._write(path, _jpeg(thumbnail(decoded.rgb, size), self.quality))
 
     def _write(self, path: Path, data: bytes) -> None:
-        _write_atomic(path, data)
+        home = Path(self.settings.home)
+        make_home_dirs(path.parent, home)
+        _write_atomic(path, data, home_file_mode(home))
         self.stats.made += 1
 
 
@@ -497,15 +499,15 @@ def _jpeg(img: Image.Image, quality: int, *, full_colour: bool = False) -> bytes
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write under a temporary name in the same folder, then rename over ``path``:
-    readers in other processes see no file or a whole one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    readers in other processes see no file or a whole one, never half of one.
+    ``mode``: the permission bits (`workbench.settings.home_file_mode`)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a dashboard may run as another user
+        os.chmod(tmp, mode)  # mkstemp makes 0600; the catalog's own bits instead
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

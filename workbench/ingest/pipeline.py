@@ -15,7 +15,7 @@ first brings the index in line with the catalog (`FaceStore.sync`), so a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from workbench.monitoring import metrics as mon
 from workbench.monitoring.logs import progress_bar
 from workbench.settings import WorkbenchSettings
 from workbench.sources import PhotoRef, open_source, reopen_photo
+from workbench.sources.base import named
 from workbench.store.catalog import Catalog
 from workbench.store.faces import FaceStore, PhotoWrite
 from workbench.store.models import Photo, Run
@@ -51,6 +52,8 @@ class IngestReport:
     run_id: int | None = None
     seconds: float = 0.0
     error_details: list[tuple[str, str]] = field(default_factory=list)
+    source_errors: list[tuple[str, str]] = field(default_factory=list)
+    """Sources given that could not be listed at all (a missing folder, a wrong link)."""
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("photos", "faces", "no_faces", "errors", "skipped")}
@@ -58,6 +61,15 @@ class IngestReport:
     @property
     def photos_per_second(self) -> float:
         return self.photos / self.seconds if self.seconds else 0.0
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: what the run had done by then (``report``), all of it stored;
+    running it again goes on from there."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 @dataclass
@@ -173,7 +185,7 @@ class _Reader:
     def _decode(self, item: _Prepared, data: bytes) -> _Prepared:
         try:
             with mon.stage("decode"):
-                item.image = decode_image(data, self.limits)
+                item.image = decode_image(data, self.limits, self.limits.analysis_side)
         except Exception as e:  # noqa: BLE001 - a decoder bug must not end the run
             item.error, item.error_kind = _describe(e), "decode"
             return item
@@ -207,9 +219,23 @@ def _describe(e: Exception) -> str:
     return str(e) if isinstance(e, WorkbenchError) else f"{type(e).__name__}: {e}"
 
 
-def _batches(items: Sequence[_Job], n: int) -> Iterator[Sequence[_Job]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+class _JobQueue:
+    """The run's photos, taken a batch at a time (by one reader thread at a time)."""
+
+    def __init__(self, jobs: Sequence[_Job]) -> None:
+        self._jobs = jobs
+        self._next = 0
+
+    def __bool__(self) -> bool:
+        return self._next < len(self._jobs)
+
+    def next_is_remote(self) -> bool:
+        return bool(self) and self._jobs[self._next].ref.remote
+
+    def take(self, n: int) -> Sequence[_Job]:
+        taken = self._jobs[self._next : self._next + n]
+        self._next += len(taken)
+        return taken
 
 
 @dataclass
@@ -284,8 +310,17 @@ class Ingest:
         try:
             self._process(jobs())
             status = "done"
+        except KeyboardInterrupt as e:
+            raise IngestInterrupted(self.report) from e  # the report is final once end() ran
         finally:
-            self.end(status)
+            try:
+                self.end(status)
+            except Exception as e:
+                if status == "done":
+                    raise
+                # Already failing (a full disk, say): that error is the one to report. The run
+                # stays `running` until the next run on this host finds its process gone.
+                logger.warning("the run's counts could not be saved: {}", e)
         return self.report
 
     def begin(self, specs: list[str]) -> None:
@@ -359,10 +394,11 @@ class Ingest:
                 # half-way (an album that turns private) writes nothing.
                 listed = list(open_source(spec, self.settings, source).refs())
             except WorkbenchError as e:
-                logger.error("{}: {}", spec, e)
+                logger.error("{}", named(spec, str(e)))
                 mon.ERRORS.labels(kind="source").inc()
                 self.report.errors += 1
                 self.report.error_details.append((spec, str(e)))
+                self.report.source_errors.append((spec, str(e)))
                 continue
             refs.extend(listed)
         return refs
@@ -372,27 +408,43 @@ class Ingest:
             total=len(jobs), desc=self.report.kind, unit="photo", enabled=self.progress
         )
         reader = _Reader(self.store.catalog, self.settings, self.retry_errors, self._pack_name)
+        queue = _JobQueue(jobs)
         # Reading and decoding the next batch overlaps with the models on this one
-        # (Pillow and zlib release the GIL).
+        # (Pillow and zlib release the GIL): two batches in memory at most.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-            batches = list(_batches(jobs, self.settings.batch_size))
             ahead: Future[list[_Prepared]] | None = None
-            for i, batch in enumerate(batches):
-                current = ahead.result() if ahead else self._read_batch(reader, batch)
-                if i + 1 < len(batches):
-                    ahead = pool.submit(self._read_batch, reader, batches[i + 1])
+            while True:
+                current = ahead.result() if ahead else self._read_batch(reader, queue)
+                if not current:
+                    break
+                ahead = pool.submit(self._read_batch, reader, queue) if queue else None
                 self._handle_batch(current)
                 bar.update(len(current))
                 bar.set_postfix(faces=self.report.faces, errors=self.report.errors, refresh=False)
+                if ahead is None:
+                    break
         bar.close()
 
-    def _read_batch(self, reader: _Reader, jobs: Sequence[_Job]) -> list[_Prepared]:
+    def _read_batch(self, reader: _Reader, queue: _JobQueue) -> list[_Prepared]:
+        """The next batch: ``batch_size`` photos, cut short once their decoded pixels reach
+        ``limits.pixels_in_flight`` (a batch of 6000 × 6000 photos would hold gigabytes)."""
+        size = self.settings.batch_size
         downloads = self.settings.remote.downloads
-        if downloads == 1 or not any(job.ref.remote for job in jobs):
-            return [reader.prepare(job) for job in jobs]
-        # Downloads wait on the network: a few at a time (order kept).
-        with ThreadPoolExecutor(max_workers=downloads, thread_name_prefix="download") as pool:
-            return list(pool.map(reader.prepare, jobs))
+        if downloads > 1 and queue.next_is_remote():
+            # Downloads wait on the network: a few at a time (order kept).
+            jobs = queue.take(size)
+            with ThreadPoolExecutor(max_workers=downloads, thread_name_prefix="dl") as pool:
+                return list(pool.map(reader.prepare, jobs))
+        budget = self.settings.limits.pixels_in_flight
+        batch: list[_Prepared] = []
+        pixels = 0
+        while len(batch) < size and queue:
+            item = reader.prepare(queue.take(1)[0])
+            batch.append(item)
+            pixels += item.image.pixels if item.image is not None else 0
+            if budget and pixels >= budget:
+                break
+        return batch
 
     def _handle_batch(self, items: list[_Prepared]) -> None:
         todo: list[_Prepared] = []
@@ -468,12 +520,13 @@ def _write_of(item: _Prepared, faces: list[AnalyzedFace]) -> PhotoWrite:
         meta=dict(ref.metadata),
         sha256=item.sha,
         size=item.size,
-        decoded=(image.width, image.height, image.format) if image is not None else None,
+        decoded=(*image.size, image.format) if image is not None else None,
         error=item.error,
-        faces=faces if item.error is None else [],
+        # Found in the pixels decoded for the models; stored in the photo's own.
+        faces=[f.scaled(image.scale) for f in faces] if item.error is None and image else [],
         existing_id=item.existing_id,
         stale_id=item.stale_id,
     )
 
 
-__all__ = ["Ingest", "IngestReport"]
+__all__ = ["Ingest", "IngestInterrupted", "IngestReport"]

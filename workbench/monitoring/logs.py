@@ -10,7 +10,7 @@ from typing import Any
 
 from loguru import logger
 
-from workbench.redaction import redact
+from workbench.redaction import install, printable, redact
 
 _configured = False
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,11 +31,17 @@ def _json_from_env() -> bool:
 
 
 def _text_format(record: Any) -> str:
-    photo = "photo={extra[photo]} " if "photo" in record["extra"] else ""
+    extra = record["extra"]
+    photo = ""
+    if "photo" in extra:
+        extra["_photo"] = printable(str(extra["photo"]))
+        photo = "photo={extra[_photo]} "
+    # A message's own line breaks are indented: no text can pass for a log line of its own.
+    extra["_text"] = record["message"].replace("\n", "\n    ")
     return (
         "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> "
         + photo
-        + "{message}\n{exception}"
+        + "{extra[_text]}\n{exception}"
     )
 
 
@@ -82,6 +88,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     """
     global _configured
     as_json = json or _json_from_env()
+    install()
     logger.remove()
     logger.add(
         sys.stderr,

@@ -11,7 +11,7 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 from workbench.settings import WorkbenchSettings
-from workbench.sources.base import PhotoRef, Source, SourceKind, not_read
+from workbench.sources.base import PhotoRef, Source, SourceKind, check_source_label, not_read
 from workbench.sources.local import LocalSource, local_source
 from workbench.sources.vk import vk_source
 from workbench.sources.yadisk import yadisk_source
@@ -29,12 +29,17 @@ SOURCES.register("vk", SourceKind(vk_source, ("vk",), lambda meta: "album/0_0"))
 
 
 def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None) -> Source:
-    """Return the source for ``spec`` (``scheme:rest`` or a local path)."""
+    """Return the source for ``spec`` (``scheme:rest`` or a local path), labelled ``name``
+    (a label with control characters, or too long to search by, is refused)."""
+    check_source_label(name)
     scheme, sep, rest = spec.partition(":")
     # A one-letter "scheme" is a Windows drive, not a source.
     if sep and len(scheme) > 1 and scheme in SOURCES:
-        return SOURCES.get(scheme).open(rest, name, settings)
-    return SOURCES.get("local").open(spec, name, settings)
+        source = SOURCES.get(scheme).open(rest, name, settings)
+    else:
+        source = SOURCES.get("local").open(spec, name, settings)
+    check_source_label(source.name)
+    return source
 
 
 def _kind_of(origin: str) -> SourceKind | None:
@@ -76,6 +81,7 @@ __all__ = [
     "PhotoRef",
     "Source",
     "SourceKind",
+    "check_source_label",
     "open_source",
     "reopen_photo",
 ]

@@ -2,12 +2,73 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from workbench.errors import SourceError
+from workbench.redaction import printable
 from workbench.settings import WorkbenchSettings
+
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".mpo",
+        ".png",
+        ".webp",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".avif",
+        ".heic",
+        ".heif",
+    }
+)
+"""File suffixes taken as photos inside folders and archives (a file named explicitly
+is always tried)."""
+
+SOURCE_LENGTH = 512
+"""The longest source label: the catalog's ``photos.source`` and the vector index's field."""
+
+
+def storable_text(path: Path | str) -> str:
+    """``path`` as storable text: a name that is not valid UTF-8 (Python keeps its
+    bytes as lone surrogates, which the catalog cannot store) shows them escaped
+    (``bad\\xff.jpg``); the file itself is still read by its real name."""
+    s = str(path)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(s).decode("utf-8", "backslashreplace")
+    return s
+
+
+def named(spec: str, reason: str) -> str:
+    """``reason`` prefixed with the source it is about, unless it names it already."""
+    return reason if spec in reason else f"{spec}: {reason}"
+
+
+def check_source_label(label: str | None) -> None:
+    """Refuse a source label the gallery and ``search --source`` could not find again: one
+    with control characters (a newline), or longer than `SOURCE_LENGTH`."""
+    if label is None:
+        return
+    if printable(label) != label:
+        raise SourceError(
+            f"source label {printable(label)!r} has control characters (a newline, a tab, "
+            "an escape); give one without"
+        )
+    if len(label) > SOURCE_LENGTH:
+        raise SourceError(
+            f"source label {printable(label[:40])}… is {len(label)} characters long, over the "
+            f"{SOURCE_LENGTH} the catalog and the vector index keep; give a shorter --source"
+        )
 
 
 @dataclass(frozen=True)
@@ -36,6 +97,15 @@ class PhotoRef:
     has under it is not downloaded again."""
     remote: bool = False
     """Read over the network: a few are read at a time."""
+
+
+def refusing(problem: str) -> Callable[[], bytes]:
+    """A reader that raises ``problem`` (for a reference that carries it)."""
+
+    def read() -> bytes:
+        raise SourceError(problem)
+
+    return read
 
 
 def not_read() -> bytes:

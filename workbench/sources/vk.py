@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from workbench._optional import require
 from workbench.errors import SourceError
-from workbench.redaction import register_secret
+from workbench.redaction import MASK, register_secret
 from workbench.settings import WorkbenchSettings
 from workbench.sources.base import PhotoRef, not_read
 from workbench.sources.http import (
@@ -199,15 +199,32 @@ class VkSource:
 
     def _reader(self, uri: str, meta: dict[str, Any]) -> PhotoRef:
         url = meta.get("largest_url", "")
+        # A URL stored without its signature (the catalog keeps none) is asked for again.
+        target: str | Callable[[], str] = (
+            url if url and MASK not in url else (lambda: self._current_url(uri, meta))
+        )
         return PhotoRef(
             self.name,
             ORIGIN,
             uri,
-            read=lambda: self.downloader.fetch(url, uri),
+            read=lambda: self.downloader.fetch(target, uri),
             metadata=meta,
             stable_uri=True,
             remote=True,
         )
+
+    def _current_url(self, uri: str, meta: dict[str, Any]) -> str:
+        """The photo's largest size as VK serves it now (a fresh, signed URL)."""
+        items = self._call("photos.getById", uri, photos=meta.get("service_id", ""), photo_sizes=1)
+        item = items[0] if items else None
+        size = (
+            _largest([*(item.get("sizes") or []), *filter(None, [item.get("orig_photo")])])
+            if item
+            else None
+        )
+        if size is None or not size.get("url"):
+            raise SourceError(f"{uri}: VK no longer shows this photo (deleted, or now private)")
+        return str(size["url"])
 
     def reopen(self, origin: str, uri: str, meta: dict[str, Any]) -> PhotoRef:
         return self._reader(uri, meta)

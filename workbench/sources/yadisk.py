@@ -25,9 +25,8 @@ from workbench._optional import require
 from workbench.errors import SourceError
 from workbench.redaction import register_secret
 from workbench.settings import WorkbenchSettings
-from workbench.sources.base import PhotoRef
+from workbench.sources.base import IMAGE_SUFFIXES, PhotoRef
 from workbench.sources.http import Downloader, RetryPolicy, TransientError, with_retries
-from workbench.sources.local import IMAGE_SUFFIXES
 
 T = TypeVar("T")
 
