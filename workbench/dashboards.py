@@ -6,15 +6,16 @@ Why the pieces are here and not in the CLI:
 * **Private photos.** Voila binds ``127.0.0.1`` unless told otherwise; any
   other host gets `host_warning` (the apps show every photo of the catalog
   to whoever reaches the port, without a login).
-* **One Milvus Lite file, many kernels.** Every Voila page is its own kernel
-  process, and a Milvus Lite file can be opened by one process at a time
-  (``DataDirLockedError``). So `serve` starts one ``milvus-lite server`` on the
-  home's ``vectors.db`` and hands kernels its URI through
-  ``WORKBENCH_STORAGE__MILVUS_URI``; settings that already name a Milvus
-  server are passed on as they are.
+* **One home, many kernels.** Every Voila page is its own kernel process; each
+  attaches to the home's shared vector server (`workbench.store.lite_server`),
+  as a notebook or a CLI command on the same home does. `serve` holds it for
+  as long as the apps run, so pages do not wait for it to start.
 * **Home and pack per page.** Kernels inherit the environment (``WORKBENCH_*``)
   and Voila puts the page's query string in ``QUERY_STRING``;
-  `settings_from_query` merges the two (``?home=...&pack=...`` wins).
+  `settings_from_query` merges the two. A page may name only the served home,
+  or an existing workbench under a root the server was started with
+  (``--homes-root``), and only a registered pack: an unauthenticated request
+  never opens (or creates) a catalog elsewhere.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,12 +31,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
-
-from loguru import logger
 
 from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.settings import WorkbenchSettings
@@ -48,10 +46,11 @@ APPS: tuple[str, ...] = ("gallery", "search", "people", "monitor")
 QUERY_KEYS: tuple[str, ...] = ("home", "pack")
 """Settings a page's query string may set."""
 SERVED_HOME_ENV = "WORKBENCH_DASHBOARDS_HOME"
-"""The home whose vectors the dashboards' Milvus Lite server serves (set by `serve`)."""
+"""The home `serve` serves: the one a page's ``?home=`` may always name."""
+HOMES_ROOTS_ENV = "WORKBENCH_DASHBOARDS_HOMES_ROOTS"
+"""Folders (``os.pathsep``-separated) under which a page's ``?home=`` may name a workbench."""
 DASHBOARDS_DIR_ENV = "WORKBENCH_DASHBOARDS_DIR"
 """Where the app notebooks are, for an installed package without the repository."""
-SERVER_URI_PREFIXES = ("http://", "https://", "tcp://", "unix:")
 
 
 class DashboardError(WorkbenchError):
@@ -129,17 +128,6 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen[Any], what: str, t: float) -> None:
-    deadline = time.monotonic() + t
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DashboardError(f"{what} exited with code {proc.returncode} before it listened")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.2)
-    raise DashboardError(f"{what} did not listen on {host}:{port} within {t:.0f} s")
-
-
 # ---- settings of a page ------------------------------------------------------------
 def parse_query(query: str | None) -> dict[str, str]:
     """The known keys (`QUERY_KEYS`) of a query string, last value wins; others ignored.
@@ -156,57 +144,67 @@ def settings_from_query(query: str | None = None, **overrides: Any) -> Workbench
     page's query string (default: ``$QUERY_STRING``, which Voila sets), then ``overrides``
     (a notebook's parameters, where not ``None``).
 
-    When the page names another home than the one `serve` started a Milvus Lite
-    server for, the server URI it inherited is dropped: that home's own
-    ``vectors.db`` is used instead.
+    The query string comes from whoever can reach the page: its ``home`` must be the
+    served home or an existing workbench under one of the served roots, and its
+    ``pack`` a registered pack (`check_page_choice`); anything else is refused in
+    words, before anything is opened.
     """
     query = os.environ.get("QUERY_STRING", "") if query is None else query
+    page = parse_query(query)
     given = {k: v for k, v in overrides.items() if v is not None}
-    values: dict[str, Any] = {**parse_query(query), **given}
-    settings = WorkbenchSettings(**values)
-    served = os.environ.get(SERVED_HOME_ENV)
-    if served and "home" in values and not _same_path(served, settings.home):
-        storage = settings.storage.model_copy(update={"milvus_uri": None})
-        settings = settings.model_copy(update={"storage": storage})
-    return settings
+    check_page_choice({k: v for k, v in page.items() if k not in given})
+    return WorkbenchSettings(**{**page, **given})
 
 
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+class PageRefused(WorkbenchError):
+    """A page's query string names a workbench or pack the dashboards do not serve."""
+
+
+def served_homes(env: Mapping[str, str] | None = None) -> tuple[Path | None, list[Path]]:
+    """The home `serve` serves, and the roots under which pages may name others."""
+    env = os.environ if env is None else env
+    served = env.get(SERVED_HOME_ENV)
+    roots = [Path(r).resolve() for r in env.get(HOMES_ROOTS_ENV, "").split(os.pathsep) if r]
+    return (Path(served).resolve() if served else None), roots
+
+
+def check_page_choice(page: Mapping[str, str], env: Mapping[str, str] | None = None) -> None:
+    """Refuse a page's ``home`` / ``pack`` the dashboards do not serve (see
+    `settings_from_query`); nothing is opened or created to decide."""
+    served, roots = served_homes(env)
+    home = page.get("home")
+    if home is not None:
+        path = Path(home).expanduser().resolve()
+        under_root = any(path.is_relative_to(r) for r in roots)
+        if path != served and not (under_root and (path / "catalog.sqlite").is_file()):
+            if served is None:
+                allowed = "no workbench named in its address (none is served)"
+            else:
+                allowed = f"only the served workbench {served}"
+            also = f" or an existing one under {', '.join(map(str, roots))}" if roots else ""
+            raise PageRefused(
+                f"this page may open {allowed}{also}; ?home={home} is not allowed, and "
+                "nothing was opened or made there (`workbench dashboards --homes-root DIR` "
+                "serves the workbenches under DIR)"
+            )
+    pack = page.get("pack")
+    if pack is not None:
+        from workbench.faces.registry import PACKS, split_spec
+
+        served_pack = (env or os.environ).get("WORKBENCH_PACK")
+        parts = split_spec(pack)
+        # Named parts only: a page never points a pack at a file or folder.
+        named = parts is not None and not any(
+            "/" in x or "\\" in x or x.lower().endswith(".onnx") for x in parts
+        )
+        if pack not in PACKS and pack != served_pack and not named:
+            raise PageRefused(
+                f"pack={pack!r} is not a pack these dashboards serve; use one of "
+                f"{', '.join(PACKS.names())} (a model directory is set by the server, not a page)"
+            )
 
 
 # ---- servers -----------------------------------------------------------------------
-def is_server_uri(uri: str) -> bool:
-    """True when a Milvus URI names a server (any process may connect), not a Lite file."""
-    return uri.startswith(SERVER_URI_PREFIXES)
-
-
-@contextlib.contextmanager
-def milvus_lite_server(
-    data_dir: Path, host: str = DEFAULT_HOST, port: int | None = None, timeout: float = 60.0
-) -> Iterator[str]:
-    """A ``milvus-lite server`` on ``data_dir`` (a Lite ``vectors.db``) for the duration;
-    yields its URI. Bound to ``host`` (loopback by default: it serves every face vector)."""
-    exe = shutil.which("milvus-lite", path=str(Path(sys.executable).parent)) or shutil.which(
-        "milvus-lite"
-    )
-    if exe is None:
-        raise DashboardError(
-            "the milvus-lite command is missing; install it with `pip install milvus-lite` "
-            "(a dependency of face-workbench) so the apps can share the vector index"
-        )
-    port = port or free_port(host)
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "server", "--data-dir", str(data_dir), "--host", host, "--port", str(port)]
-    logger.info("starting the Milvus Lite server: {}", " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-    try:
-        _wait_for_port(host, port, proc, "the Milvus Lite server", timeout)
-        yield f"http://{host}:{port}"
-    finally:
-        _stop(proc)
-
-
 def _stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -244,19 +242,19 @@ def voila_command(
     ]
 
 
-def settings_env(settings: WorkbenchSettings, milvus_uri: str | None) -> dict[str, str]:
-    """``WORKBENCH_*`` variables that make a kernel's `WorkbenchSettings` this workbench's."""
-    env = {
-        "WORKBENCH_HOME": str(Path(settings.home).resolve()),
-        "WORKBENCH_PACK": settings.pack,
-    }
+def settings_env(
+    settings: WorkbenchSettings, homes_roots: list[Path] | None = None
+) -> dict[str, str]:
+    """``WORKBENCH_*`` variables that make a kernel's `WorkbenchSettings` this workbench's,
+    and tell its pages which homes they may name (`check_page_choice`)."""
+    home = str(Path(settings.home).resolve())
+    env = {"WORKBENCH_HOME": home, "WORKBENCH_PACK": settings.pack, SERVED_HOME_ENV: home}
     for key in ("detector", "embedder"):
         value = getattr(settings, key)
         if value is not None:
             env[f"WORKBENCH_{key.upper()}"] = str(value)
-    if milvus_uri is not None:  # the Lite server `serve` started for this home
-        env["WORKBENCH_STORAGE__MILVUS_URI"] = milvus_uri
-        env[SERVED_HOME_ENV] = env["WORKBENCH_HOME"]
+    if homes_roots:
+        env[HOMES_ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in homes_roots)
     return env
 
 
@@ -267,36 +265,75 @@ def serve(
     open_browser: bool = True,
     folder: Path | None = None,
     preheat: bool = True,
+    homes_roots: list[Path] | None = None,
 ) -> int:
     """Serve the apps until Voila exits (Ctrl-C); returns Voila's exit code.
 
-    Starts a Milvus Lite server for the home's vectors unless the settings name
-    a Milvus server already, and stops it on the way out.
+    Holds the home's shared vector server while the apps run (unless the
+    settings name a Milvus server), so pages find it started.
     """
+    from workbench.store.catalog_vectors import writable
+    from workbench.store.lite_server import attach
+    from workbench.store.vectors import is_lite_uri
+
     _require_voila()
     folder = folder or dashboards_dir()
     check_port_free(host, port)
     with contextlib.ExitStack() as stack:
         _exit_on_sigterm(stack)
         uri = settings.milvus_uri
-        served_uri = (
-            None
-            if is_server_uri(uri)
-            else stack.enter_context(milvus_lite_server(Path(uri), DEFAULT_HOST))
-        )
-        env = {**os.environ, **settings_env(settings, served_uri)}
+        if is_lite_uri(uri) and writable(Path(uri)):
+            storage = settings.storage
+            stack.enter_context(
+                attach(Path(uri), idle_s=storage.lite_idle_s, wait_s=storage.wait_s)
+            )
+        env = {**os.environ, **settings_env(settings, homes_roots)}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels share cores with Milvus
         proc = subprocess.Popen(
             voila_command(folder, host, port, open_browser, preheat),
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C in the terminal reaches this process only, which then
+            # stops Voila, and Voila its kernels.
+            start_new_session=True,
         )
+        relay = _Relay(proc)
         try:
             return proc.wait()
         except KeyboardInterrupt:
             return 0
         finally:
+            # A kernel stopped in the middle of a reply prints a ZMQ traceback: what Voila
+            # and its kernels say while stopping goes to the debug log (-v), not the terminal.
+            relay.quiet = True
             _stop(proc)
+            relay.join(5)
+
+
+class _Relay(threading.Thread):
+    """Copies Voila's output (its kernels' too) to stderr, control characters escaped;
+    once ``quiet``, to the debug log only."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        super().__init__(name="voila-output", daemon=True)
+        assert proc.stdout is not None
+        self._out = proc.stdout
+        self.quiet = False
+        self.start()
+
+    def run(self) -> None:
+        from loguru import logger
+
+        from workbench.redaction import printable
+
+        for raw in self._out:
+            line = printable(raw.decode("utf-8", "replace").rstrip("\r\n"), keep="\t")
+            if self.quiet:
+                logger.debug("voila: {}", line)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
 
 def _exit_on_sigterm(stack: contextlib.ExitStack) -> None:
@@ -351,7 +388,8 @@ __all__ = [
     "host_warning",
     "is_loopback",
     "list_apps",
-    "milvus_lite_server",
+    "PageRefused",
+    "check_page_choice",
     "parse_query",
     "serve",
     "settings_from_query",

@@ -154,10 +154,10 @@ def browser_home(
 
 
 class DashboardsServer:
-    """`workbench dashboards` in a subprocess (its own process group, so the Milvus Lite
-    server and kernels it started go with it)."""
+    """`workbench dashboards [OPTIONS]` in a subprocess, in its own process group (a
+    terminal's foreground job)."""
 
-    def __init__(self, env: dict[str, str], log: Path, *extra: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *options: str) -> None:
         from workbench.dashboards import free_port
 
         self.port = free_port()
@@ -169,11 +169,11 @@ class DashboardsServer:
                 sys.executable,
                 "-m",
                 "workbench.cli",
-                *extra,
                 "dashboards",
                 "--port",
                 str(self.port),
                 "--no-browser",
+                *options,
             ],
             env=env,
             stdout=self._fh,
@@ -202,10 +202,11 @@ class DashboardsServer:
             f"{self.log.read_text(errors='replace')[-3000:]}"
         )
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Ctrl-C as a terminal sends it (SIGINT to the whole foreground process group):
+        the command stops Voila and its kernels itself. Returns its exit status."""
         if self.proc.poll() is None:
-            # SIGINT first: the command stops Voila and its Milvus Lite server itself.
-            self.proc.send_signal(signal.SIGINT)
+            os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -215,21 +216,31 @@ class DashboardsServer:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         self._fh.close()
+        return self.proc.returncode
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
-def start_dashboards(home: Path, models_dir: Path, log_name: str) -> DashboardsServer:
-    """Start `workbench dashboards` for ``home`` (log under the artifacts dir)."""
+def start_dashboards(
+    home: Path, models_dir: Path, log_name: str, *options: str
+) -> DashboardsServer:
+    """Start `workbench dashboards [OPTIONS]` for ``home`` (log under the artifacts dir)."""
     logs = artifacts_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = cli_env(home, models_dir)
     env["OMP_WAIT_POLICY"] = "PASSIVE"
-    return DashboardsServer(env, logs / f"{log_name}.log")
+    return DashboardsServer(env, logs / f"{log_name}.log", *options)
 
 
 @pytest.fixture(scope="session")
-def dashboards_url(browser_home: Path, models_dir: Path) -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of `workbench dashboards` serving ``browser_home``."""
-    server = start_dashboards(browser_home, models_dir, "dashboards")
+def dashboards_url(
+    browser_home: Path, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of `workbench dashboards` serving ``browser_home``; its
+    pages may also open the workbenches that tests make under the session's temp root."""
+    root = tmp_path_factory.getbasetemp()
+    server = start_dashboards(browser_home, models_dir, "dashboards", "--homes-root", str(root))
     try:
         yield server.wait()
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import open_app, screenshot
-from tests.conftest import DevPhoto
+from tests.conftest import DevPhoto, cli_env, run_cli
 
 GRID = "[data-testid=gallery-grid]"
 SUMMARY = "[data-testid=gallery-summary]"
@@ -123,13 +123,21 @@ def test_gallery_pages_filters_and_shows_boxes(
 
 
 def test_query_string_names_another_workbench(
-    page: Any, dashboards_url: str, tmp_path: Path
+    page: Any, dashboards_url: str, tmp_path: Path, models_dir: Path
 ) -> None:
-    """``?home=`` reaches the app's kernel (pre-heated: read after the request arrives)."""
-    empty = tmp_path / "empty-home"
-    open_app(page, dashboards_url, "gallery", home=str(empty), pack="local")
+    """``?home=`` reaches the app's kernel (pre-heated: read after the request arrives):
+    an existing workbench under the server's ``--homes-root`` opens; a folder that is no
+    workbench is refused in words and left as it was."""
+    other = tmp_path / "other-home"
+    assert run_cli(["stats", "--json"], cli_env(other, models_dir)).returncode == 0
+    open_app(page, dashboards_url, "gallery", home=str(other), pack="local")
     summary = page.locator(SUMMARY)
     assert summary.get_attribute("data-total") == "0"
     assert page.locator(f"{GRID} .wb-empty").inner_text() == "No photos match these filters."
-    assert (empty / "catalog.sqlite").is_file()
     screenshot(page, "gallery-other-home")
+
+    nothing = tmp_path / "not-a-workbench"
+    nothing.mkdir()
+    open_app(page, dashboards_url, "gallery", home=str(nothing), pack="local")
+    assert "is not allowed" in page.locator("[data-testid=banner]").inner_text()
+    assert list(nothing.iterdir()) == []

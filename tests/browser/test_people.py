@@ -19,8 +19,8 @@ FACES = "[data-testid=person-faces]"
 
 @pytest.fixture
 def people_home(tmp_path: Path, models_dir: Path, dev_photos: list[DevPhoto]) -> Path:
-    """~16 photos of 4 people ingested by the real CLI (a subprocess: this process never
-    holds the home's Milvus Lite file the app's kernel opens)."""
+    """~16 photos of 4 people ingested by the real CLI, under the temp root the
+    dashboards may open homes from (`dashboards_url`)."""
     home = tmp_path / "people-home"
     photos = small_set(dev_photos, tmp_path / "photos")
     result = run_cli(["ingest", str(photos), "--no-progress", "--json"], cli_env(home, models_dir))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
 from workbench.dashboards import (
+    HOMES_ROOTS_ENV,
     SERVED_HOME_ENV,
     DashboardError,
+    PageRefused,
     check_port_free,
     dashboards_dir,
     host_warning,
@@ -34,44 +37,83 @@ def test_parse_query_keeps_known_keys_last_value_wins() -> None:
     assert parse_query("") == {} and parse_query(None) == {} and parse_query("?home=") == {}
 
 
-def test_query_string_overrides_environment(
+def _serve(monkeypatch: pytest.MonkeyPatch, settings: WorkbenchSettings, *roots: Path) -> None:
+    """The environment `workbench dashboards` gives its kernels."""
+    for key, value in settings_env(settings, list(roots)).items():
+        monkeypatch.setenv(key, value)
+
+
+def test_query_string_picks_the_pack_and_a_served_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "env-home"))
-    monkeypatch.setenv("WORKBENCH_PACK", "local")
-    monkeypatch.setenv("QUERY_STRING", f"home={tmp_path / 'page-home'}&pack=dlib")
+    served = tmp_path / "env-home"
+    _serve(monkeypatch, WorkbenchSettings(home=served, pack="local"), tmp_path / "root")
+    other = tmp_path / "root" / "page-home"
+    other.mkdir(parents=True)
+    (other / "catalog.sqlite").write_bytes(b"")  # an existing workbench under the root
+    monkeypatch.setenv("QUERY_STRING", f"home={other}&pack=dlib")
     s = settings_from_query()
-    assert s.home == tmp_path / "page-home" and s.pack == "dlib"
+    assert s.home == other and s.pack == "dlib"
+    monkeypatch.setenv("QUERY_STRING", f"home={served}")
+    assert settings_from_query().home == served.resolve()
     # Without a query string the environment `workbench dashboards` set rules.
     monkeypatch.setenv("QUERY_STRING", "")
     s = settings_from_query()
-    assert s.home == tmp_path / "env-home" and s.pack == "local"
+    assert s.home == served.resolve() and s.pack == "local"
     # Parameters left None (a Voila page) leave the query string's values alone.
     monkeypatch.setenv("QUERY_STRING", "pack=dlib")
     assert settings_from_query(None, home=None, pack=None).pack == "dlib"
-    # A notebook's own parameters win over both.
+    # A notebook's own parameters win over both (its author chose them, not a visitor).
     assert settings_from_query("pack=dlib", pack="facenet").pack == "facenet"
+    assert settings_from_query(f"home={tmp_path}", home=str(other)).home == other
 
 
-def test_served_milvus_uri_only_for_the_served_home(
+@pytest.mark.parametrize(
+    "home",
+    ["/etc", "../..", "{tmp}/root/../elsewhere", "{tmp}/root/not-a-workbench", "{tmp}/root"],
+)
+def test_a_page_cannot_open_or_create_another_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, home: str
+) -> None:
+    _serve(monkeypatch, WorkbenchSettings(home=tmp_path / "served"), tmp_path / "root")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "not-a-workbench").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(
+        PageRefused, match=r"this page may open only the served workbench .*served.*is not allowed"
+    ):
+        settings_from_query(f"home={home.format(tmp=tmp_path)}")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing made
+
+
+def test_a_page_cannot_choose_a_model_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    home = tmp_path / "wb"
-    served = settings_env(WorkbenchSettings(home=home), "http://127.0.0.1:5")
-    for k, v in served.items():
-        monkeypatch.setenv(k, v)
-    assert settings_from_query("").milvus_uri == "http://127.0.0.1:5"
-    assert settings_from_query(f"home={home}").milvus_uri == "http://127.0.0.1:5"
-    other = settings_from_query(f"home={tmp_path / 'other'}")
-    assert other.milvus_uri == str((tmp_path / "other" / "vectors.db").resolve())
+    _serve(monkeypatch, WorkbenchSettings(home=tmp_path / "served", pack="local"))
+    with pytest.raises(PageRefused, match="pack='/tmp' is not a pack these dashboards serve"):
+        settings_from_query("pack=/tmp")
+    with pytest.raises(PageRefused, match="is not a pack these dashboards serve"):
+        settings_from_query("pack=/etc/x.onnx%2Bmobilefacenet")
+    assert settings_from_query("pack=mtcnn%2Bmobilefacenet").pack == "mtcnn+mobilefacenet"
 
 
-def test_settings_env_marks_the_served_home_only_with_a_started_server(tmp_path: Path) -> None:
+def test_without_the_dashboards_a_page_names_no_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SERVED_HOME_ENV, raising=False)
+    with pytest.raises(PageRefused, match="this page may open no workbench named in its address"):
+        settings_from_query(f"home={tmp_path}")
+
+
+def test_settings_env_marks_the_served_home_and_roots(tmp_path: Path) -> None:
     s = WorkbenchSettings(home=tmp_path, pack="local", detector="yunet")
-    env = settings_env(s, None)
-    assert env["WORKBENCH_HOME"] == str(tmp_path.resolve())
+    env = settings_env(s)
+    assert env["WORKBENCH_HOME"] == env[SERVED_HOME_ENV] == str(tmp_path.resolve())
     assert env["WORKBENCH_DETECTOR"] == "yunet"
-    assert SERVED_HOME_ENV not in env and "WORKBENCH_STORAGE__MILVUS_URI" not in env
+    # Kernels attach to the home's vector server themselves: no URI is handed down.
+    assert "WORKBENCH_STORAGE__MILVUS_URI" not in env and HOMES_ROOTS_ENV not in env
+    roots = settings_env(s, [tmp_path / "a", tmp_path / "b"])[HOMES_ROOTS_ENV]
+    assert roots.split(os.pathsep) == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"])

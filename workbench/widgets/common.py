@@ -24,9 +24,11 @@ from typing import Any
 import anywidget
 import ipywidgets as widgets
 import traitlets
+from loguru import logger
 
 from workbench.dashboards import settings_from_query
 from workbench.errors import WorkbenchError
+from workbench.redaction import printable
 from workbench.settings import WorkbenchSettings
 
 _GRID_ESM = r"""
@@ -189,7 +191,7 @@ class Banner(widgets.HTML):  # type: ignore[misc]
         self.value = (
             f'<div data-testid="banner" data-kind="{kind}" style="padding:6px 10px;'
             f'border-radius:4px;background:{colours.get(kind, "#eee")}">'
-            f"{html.escape(text)}</div>"
+            f"{html.escape(printable(text))}</div>"
         )
 
     def show_error(self, e: BaseException, doing: str = "") -> None:
@@ -255,10 +257,33 @@ def open_app_workbench(
     return Workbench(app_settings(home, pack, query))
 
 
+def app_page(
+    component: Callable[[Any], widgets.Widget],
+    app: str,
+    home: str | Path | None = None,
+    pack: str | None = None,
+    query: str | None = None,
+) -> widgets.Widget:
+    """An app page's one call: ``component`` over the page's workbench (`app_settings`).
+
+    A workbench that cannot be opened (a refused ``?home=``, a catalog that
+    cannot be read) gives a banner saying why, and the ready marker so the page
+    is done, never a traceback.
+    """
+    try:
+        return component(open_app_workbench(home, pack, query))
+    except Exception as e:  # noqa: BLE001 - a Voila page shows words, not a traceback
+        logger.exception("the {} app cannot open its workbench", app)
+        banner = Banner()
+        banner.show_error(e, f"the {app} app cannot open its workbench")
+        return widgets.VBox([banner, ReadyMarker(app=app)])
+
+
 __all__ = [
     "Banner",
     "ReadyMarker",
     "ThumbGrid",
+    "app_page",
     "app_settings",
     "data_uri",
     "open_app_workbench",

@@ -35,7 +35,6 @@ from workbench.imaging.thumbnails import ThumbnailCache
 from workbench.widgets.common import (
     Banner,
     ReadyMarker,
-    open_app_workbench,
 )
 from workbench.widgets.search_results import (
     THUMB_SIZE,
@@ -316,25 +315,6 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         )
 
 
-def search_app(
-    home: str | None = None, pack: str | None = None, query: str | None = None
-) -> w.Widget:
-    """The app page's one call: `SearchBySample` over the page's workbench (the notebook's
-    parameters, Voila's query string, ``WORKBENCH_*``; see `common.app_settings`).
-
-    A workbench that cannot be opened gives a banner saying why (and the ready
-    marker, so the page is done), never a traceback.
-    """
-    try:
-        wb = open_app_workbench(home, pack, query)
-        return SearchBySample(wb)
-    except Exception as e:  # noqa: BLE001 - a Voila page shows words, not a traceback
-        logger.exception("search app cannot open its workbench")
-        banner = Banner()
-        banner.show_error(e, "the search app cannot open its workbench")
-        return w.VBox([banner, ReadyMarker(app="search")])
-
-
 __all__ = [
     "ACCEPT",
     "THRESHOLD_MAX",
@@ -342,5 +322,4 @@ __all__ = [
     "TOP_K_CHOICES",
     "DropZone",
     "SearchBySample",
-    "search_app",
 ]

@@ -21,6 +21,7 @@ from loguru import logger
 from numpy.typing import NDArray
 from PIL import Image
 
+from workbench.analysis.export import csv_cell
 from workbench.analysis.search import Match, QueryFace
 from workbench.errors import WorkbenchError
 from workbench.imaging.decode import DecodedImage, decode_image
@@ -183,14 +184,12 @@ def result_rows(results: Sequence[SampleResult]) -> list[dict[str, Any]]:
 
 
 def results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text with a header; ``query_box`` as JSON text (as the catalog export writes lists)."""
+    """CSV text with a header; cells as the catalog export writes them (`csv_cell`)."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(RESULT_COLUMNS)
     for row in rows:
-        out.writerow(
-            [json.dumps(row[c]) if isinstance(row[c], list) else row[c] for c in RESULT_COLUMNS]
-        )
+        out.writerow([csv_cell(row[c]) for c in RESULT_COLUMNS])
     return buf.getvalue()
 
 
