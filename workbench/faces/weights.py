@@ -9,13 +9,14 @@ No code path tries the network when the weights are present locally.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from workbench._optional import require
 from workbench.errors import (
@@ -38,8 +39,70 @@ def role_name(roles: Collection[OnnxRole]) -> str:
     return "ArcFace-style recognizer" if list(roles) == ["recognizer"] else "face model"
 
 
+ROLES_CACHE_ENV = "WORKBENCH_MODEL_ROLES_CACHE"
+"""Where `classify_onnx` keeps its verdicts (default: the user's cache folder)."""
+_ROLES_KEPT = 1000
+_roles: dict[str, OnnxRole] | None = None
+
+
+def _roles_cache() -> Path:
+    if os.environ.get(ROLES_CACHE_ENV):
+        return Path(os.environ[ROLES_CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "face-workbench" / "onnx-roles.json"
+
+
+def _file_key(path: Path) -> str | None:
+    """The file as it is now (path, size, modification time), or None when unreadable."""
+    try:
+        st = path.stat()
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return None
+
+
+def _known_roles() -> dict[str, OnnxRole]:
+    global _roles
+    if _roles is None:
+        try:
+            loaded = json.loads(_roles_cache().read_text())
+            _roles = {k: v for k, v in loaded.items() if v in get_args(OnnxRole)}
+        except (OSError, ValueError, AttributeError):
+            _roles = {}
+    return _roles
+
+
+def _remember_role(key: str, role: OnnxRole) -> None:
+    roles = _known_roles()
+    roles[key] = role
+    kept = dict(list(roles.items())[-_ROLES_KEPT:])
+    path = _roles_cache()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(kept))
+        tmp.replace(path)  # whole, for other processes reading it now
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only home directory: classify again next time
+
+
 def classify_onnx(path: Path) -> OnnxRole:
-    """What an ONNX file is, read from its graph (inputs, outputs), not its name."""
+    """What an ONNX file is, read from its graph (inputs, outputs), not its name.
+
+    Reading a graph imports onnx and parses the file (about a second per command),
+    so the verdict is kept per file, size and modification time: a command that
+    opens the same models again does not read them again.
+    """
+    key = _file_key(path)
+    if key is not None and key in _known_roles():
+        return _known_roles()[key]
+    role = _read_role(path)
+    if key is not None:
+        _remember_role(key, role)
+    return role
+
+
+def _read_role(path: Path) -> OnnxRole:
     onnx = require("onnx", "insightface", "reading ONNX model files")
     try:
         model = onnx.load(str(path), load_external_data=False)
