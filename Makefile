@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 	# facenet-pytorch without its pins of old torch and numpy.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
-	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dashboards,server,postgres,workers,dev]"
+	$(PY) -m pip install --quiet -e ".[insightface,dlib,facenet,notebooks,cluster,export,dashboards,api,server,postgres,workers,dev]"
 	touch $(STAMP)
 
 demo: setup

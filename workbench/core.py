@@ -7,7 +7,7 @@ nothing inside the package's stages imports it, only the surfaces (CLI, widgets)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +145,7 @@ class Workbench:
         progress: bool = True,
         retry_errors: bool = False,
         register_only: bool = False,
+        watch: Callable[[Ingest], None] | None = None,
     ) -> IngestReport:
         """Add photos from files, folders, zip archives (or registered sources).
 
@@ -154,10 +155,13 @@ class Workbench:
         a raised limit) instead of skipping them. ``register_only`` only
         registers photos (status ``pending``, no model loaded); `embed` then
         analyses them. Once the pack has people, new faces join them
-        (`cluster` with ``incremental=True``).
+        (`cluster` with ``incremental=True``). ``watch`` is given the run before it
+        starts (another thread can read its ``done`` / ``total`` and counts).
         """
         pack = None if register_only else self.pack
         run = Ingest(self.store, self.settings, pack, progress=progress, retry_errors=retry_errors)
+        if watch is not None:
+            watch(run)
         report = run.run([str(p) for p in paths], source)
         self._assign_new_faces(report)
         return report

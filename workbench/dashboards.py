@@ -112,6 +112,9 @@ def check_port_free(host: str, port: int) -> None:
         raise DashboardError(f"port must be 1–65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As the server will: a port left in TIME_WAIT by the last run is free to listen on
+        # (on Linux SO_REUSEADDR still refuses a port something listens on).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host.strip("[]"), port))
         except OSError as e:

@@ -26,6 +26,10 @@ class UnknownNameError(ConfigurationError, KeyError):
         return str(self.args[0])
 
 
+class NotFoundError(WorkbenchError, LookupError):
+    """Something asked for by its id (a photo, a person, a face, a job) does not exist."""
+
+
 class MissingDependencyError(WorkbenchError, ImportError):
     """An optional package is needed for what was asked.
 

@@ -263,6 +263,34 @@ class QueueSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API (`workbench serve-api`; ``WORKBENCH_API__*``)."""
+
+    host: str = Field("127.0.0.1", description="address to bind (anything else faces the network)")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="folders whose files and archives `POST /v1/ingest` may name (none: no "
+        "paths, only uploads and remote sources)",
+    )
+    max_upload_bytes: int = Field(
+        25 * 2**20, ge=1, description="largest uploaded photo (search sample or ingest file)"
+    )
+    max_upload_files: int = Field(200, ge=1, description="most files in one ingest upload")
+    max_upload_pixels: int = Field(
+        50_000_000, ge=1, description="largest width × height of an uploaded photo"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins a browser may call the API from (none: off)"
+    )
+    jobs: Literal["process", "broker"] = Field(
+        "process",
+        description="where ingest jobs run: in the API's process, or published to the broker "
+        "(`queue.url`) for `workbench worker`s",
+    )
+    page_size: int = Field(50, ge=1, le=1000, description="default items per page of a list")
+
+
 class WorkbenchSettings(BaseSettings):
     """All settings of one workbench.
 
@@ -316,6 +344,7 @@ class WorkbenchSettings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     search: SearchSettings = SearchSettings()
     queue: QueueSettings = QueueSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("home", mode="after")
     @classmethod

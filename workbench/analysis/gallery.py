@@ -56,7 +56,7 @@ from workbench.analysis.gallery_sql import (
     day_expr,
     status_condition,
 )
-from workbench.errors import ConfigurationError, WorkbenchError
+from workbench.errors import ConfigurationError, NotFoundError
 from workbench.redaction import redact_value
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Photo, as_utc
@@ -348,7 +348,7 @@ def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> Ph
     with catalog.session() as s:
         photo = s.get(Photo, photo_id)
         if photo is None:
-            raise WorkbenchError(
+            raise NotFoundError(
                 f"no photo with id {photo_id} in the catalog; a gallery page lists the ids"
             )
         used = pack or photo.pack
@@ -494,7 +494,7 @@ def _check_person(s: Session, flt: GalleryFilter) -> None:
         return
     person = s.get(Person, flt.person_id)
     if person is None:
-        raise WorkbenchError(
+        raise NotFoundError(
             f"no person with id {flt.person_id} in the catalog; `workbench people list` "
             "shows the people there are"
         )

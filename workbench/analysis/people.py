@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from workbench.analysis.cluster import NOISE, ClusterParams, normalise
-from workbench.errors import WorkbenchError
+from workbench.errors import NotFoundError, WorkbenchError
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Rejection
 
@@ -62,7 +62,7 @@ class People:
     def get(self, person_id: int) -> PersonInfo:
         found = self._infos(None, person_id)
         if not found:
-            raise WorkbenchError(
+            raise NotFoundError(
                 f"no person {person_id} with faces for pack {self.pack!r}; `workbench people"
                 " list` shows the people"
             )

@@ -3,7 +3,7 @@
 ``--json`` prints exactly one JSON document on stdout; logs and progress bars
 go to stderr. This root holds the global options and registers the command
 modules (one per group: photos, evaluate, people, export, db, milvus, workers,
-metrics, notebooks, dashboards), which share `workbench.cli._common`.
+metrics, notebooks, dashboards, api), which share `workbench.cli._common`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import click
 
 from workbench.cli import (
+    api,
     dashboards,
     db,
     evaluate,
@@ -89,6 +90,7 @@ COMMAND_MODULES = (
     db,
     metrics,
     milvus,
+    api,
 )
 for _module in COMMAND_MODULES:
     for _command in _module.COMMANDS:

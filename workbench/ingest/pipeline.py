@@ -275,6 +275,10 @@ class Ingest:
         self._seen: set[str] = set()
         self._collection: str | None = None
         self._t0 = 0.0
+        self.total = 0
+        """Photos this run has listed so far (read by another thread: an API job's progress)."""
+        self.done = 0
+        """Photos of `total` handled so far."""
 
     @property
     def _pack_name(self) -> str | None:
@@ -404,6 +408,7 @@ class Ingest:
         return refs
 
     def _process(self, jobs: Sequence[_Job]) -> None:
+        self.total += len(jobs)
         bar = progress_bar(
             total=len(jobs), desc=self.report.kind, unit="photo", enabled=self.progress
         )
@@ -419,6 +424,7 @@ class Ingest:
                     break
                 ahead = pool.submit(self._read_batch, reader, queue) if queue else None
                 self._handle_batch(current)
+                self.done += len(current)
                 bar.update(len(current))
                 bar.set_postfix(faces=self.report.faces, errors=self.report.errors, refresh=False)
                 if ahead is None:

@@ -99,6 +99,14 @@ SEARCH_SECONDS: Histogram = _metric(
     buckets=SEARCH_BUCKETS,
 )
 
+API_REQUEST_SECONDS: Histogram = _metric(
+    Histogram,
+    "workbench_api_request_seconds",
+    "Time the HTTP API took to answer a request, by route template, method and status code.",
+    labelnames=("route", "method", "status"),
+    buckets=SEARCH_BUCKETS,
+)
+
 # Known label values exist from the start, so a dashboard shows 0 rather than
 # "no data" and rate() has a first sample to start from.
 for _stage in STAGES:

@@ -42,6 +42,13 @@ def open_source(spec: str, settings: WorkbenchSettings, name: str | None = None)
     return source
 
 
+def is_local_spec(spec: str) -> bool:
+    """Whether `open_source` reads ``spec`` from this machine's files (a path, a zip)
+    rather than from a remote service (``yadisk:...``, ``vk:...``)."""
+    scheme, sep, _rest = spec.partition(":")
+    return not (sep and len(scheme) > 1 and scheme in SOURCES and scheme != "local")
+
+
 def _kind_of(origin: str) -> SourceKind | None:
     return next((k for k in map(SOURCES.get, SOURCES) if origin in k.origins), None)
 
@@ -81,6 +88,7 @@ __all__ = [
     "PhotoRef",
     "Source",
     "SourceKind",
+    "is_local_spec",
     "check_source_label",
     "open_source",
     "reopen_photo",

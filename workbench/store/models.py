@@ -205,3 +205,22 @@ class Rejection(Base):
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
     )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """A key of the HTTP API (`workbench api-key create`): only its SHA-256 is kept.
+
+    The key is shown once, when made; ``prefix`` (its first characters) is what
+    lists show to tell keys apart. A revoked key stays, with ``revoked_at``, so a
+    log line naming it can still be traced.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
