@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from loguru import logger
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workbench.api.jobs import JobRunner
 from workbench.api.keys import ApiKeys
@@ -29,20 +29,32 @@ from workbench.settings import WorkbenchSettings
 
 
 # ---- metrics -------------------------------------------------------------------------
-def _install_metrics(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+class _Timed:
+    """Times each HTTP request into ``workbench_api_request_seconds`` (plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` would cost a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, sending)
         finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
             API_REQUEST_SECONDS.labels(
-                route=path, method=request.method, status=str(status)
+                route=route, method=scope["method"], status=str(status)
             ).observe(time.perf_counter() - started)
 
 
@@ -89,7 +101,7 @@ def create_app(settings: WorkbenchSettings | None = None, wb: Workbench | None =
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
     install_problems(app)
-    _install_metrics(app)
+    app.add_middleware(_Timed)
     install_routes(app)
     return app
 

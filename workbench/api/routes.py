@@ -34,7 +34,6 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
 from workbench.api import schemas
-from workbench.api.keys import KeyInfo
 from workbench.api.problems import PROBLEM_TYPE, ApiProblem
 from workbench.api.state import BEARER_KEY, HEADER_KEY, ApiState, require_key, state_of
 from workbench.api.uploads import check_pixels, read_upload, save_uploads
@@ -70,7 +69,7 @@ def authorized(
     request: Request,
     header: Annotated[str | None, Security(HEADER_KEY)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_KEY)] = None,
-) -> KeyInfo:
+) -> int:
     return require_key(request, header, bearer)
 
 

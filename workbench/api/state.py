@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from workbench.api.jobs import JobRunner
-from workbench.api.keys import ApiKeys, KeyInfo
+from workbench.api.keys import ApiKeys
 from workbench.api.problems import ApiProblem
 from workbench.core import Workbench
 from workbench.settings import WorkbenchSettings
@@ -55,21 +55,21 @@ def require_key(
     request: Request,
     header: str | None = None,
     bearer: HTTPAuthorizationCredentials | None = None,
-) -> KeyInfo:
+) -> int:
     key = header or (bearer.credentials if bearer is not None else None)
     challenge = {"WWW-Authenticate": 'Bearer realm="workbench"'}
     if not key:
         raise ApiProblem(401, "API key required", _NO_KEY, challenge)
-    info = state_of(request).keys.check(key)
-    if info is None:
+    key_id = state_of(request).keys.check(key)
+    if key_id is None:
         raise ApiProblem(
             401,
             "API key not accepted",
             "this key is unknown or revoked; `workbench api-key list` shows the active keys",
             challenge,
         )
-    request.state.key = info
-    return info
+    request.state.key_id = key_id
+    return key_id
 
 
 __all__ = ["BEARER_KEY", "HEADER_KEY", "ApiState", "require_key", "state_of"]
