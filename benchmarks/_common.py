@@ -23,6 +23,22 @@ LOCAL_DETECTOR = "buffalo_sc/det_500m.onnx"
 LOCAL_RECOGNIZER = "mobilefacenet/MobileFaceNet.onnx"
 
 
+def workbench_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment for a `workbench` subprocess on ``home``: none of the
+    caller's ``WORKBENCH_*``, the `local` pack over the shared models, no downloads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(
+        WORKBENCH_HOME=str(home),
+        WORKBENCH_PACK="local",
+        WORKBENCH_LOCAL__MODELS_DIR=str(MODELS),
+        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
+        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
+        WORKBENCH_ALLOW_DOWNLOAD="false",
+        **extra,
+    )
+    return env
+
+
 def quiet_logs(level: str = "WARNING") -> None:
     """Keep loguru (the package's logger) to warnings and above."""
     try:

@@ -24,30 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    FACES_DEV,
-    LFW,
-    LOCAL_DETECTOR,
-    LOCAL_RECOGNIZER,
-    MODELS,
-    machine,
-    percentile,
-    quiet_logs,
-    write_json,
-)
-
-
-def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    env.update(
-        WORKBENCH_HOME=str(home),
-        WORKBENCH_PACK="local",
-        WORKBENCH_LOCAL__MODELS_DIR=str(MODELS),
-        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
-        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
-        WORKBENCH_ALLOW_DOWNLOAD="false",
-    )
-    return env
+from _common import FACES_DEV, LFW, machine, percentile, quiet_logs, workbench_env, write_json
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -61,7 +38,7 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 def build(home: Path, sources: list[Path]) -> dict[str, Any]:
     """Ingest ``sources`` into ``home`` (a re-run skips the photos already there)."""
-    env = env_for(home)
+    env = workbench_env(home)
     started = time.perf_counter()
     for i in range(0, len(sources), 500):  # a few hundred paths per command line
         cli(env, "ingest", *map(str, sources[i : i + 500]), "--json", "--no-progress")
@@ -100,7 +77,7 @@ def measure(home: Path, samples: list[Path], queries: int, log: Path) -> dict[st
     from workbench.core import Workbench
     from workbench.settings import WorkbenchSettings
 
-    env = env_for(home)
+    env = workbench_env(home)
     key = json.loads(cli(env, "api-key", "create", "bench", "--json"))["key"]
     proc, url = serve(env, log)
     old = {k: os.environ.get(k) for k in env}

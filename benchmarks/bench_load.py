@@ -28,7 +28,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LFW, LOCAL_DETECTOR, LOCAL_RECOGNIZER, MODELS, RESULTS, machine  # noqa: E402
+from _common import (  # noqa: E402
+    LFW,
+    LOCAL_DETECTOR,
+    LOCAL_RECOGNIZER,
+    MODELS,
+    RESULTS,
+    machine,
+    workbench_env,
+)
 from _services import milvus, postgres, redis  # noqa: E402
 from bench_ingest import make_collages  # noqa: E402
 
@@ -43,14 +51,8 @@ def photo_set(n: int, scratch: Path, seed: int) -> list[Path]:
 
 
 def base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = workbench_env(home)
     env.update(
-        WORKBENCH_HOME=str(home),
-        WORKBENCH_PACK="local",
-        WORKBENCH_LOCAL__MODELS_DIR=str(MODELS),
-        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
-        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
-        WORKBENCH_ALLOW_DOWNLOAD="false",
         # One model thread per process: 2 workers + 4 clients + 3 servers share 2 cores.
         WORKBENCH_THREADS="1",
         OMP_WAIT_POLICY="PASSIVE",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import FACES_DEV, LOCAL_DETECTOR, LOCAL_RECOGNIZER, MODELS, machine, write_json
+from _common import FACES_DEV, machine, workbench_env, write_json
 
 RUNNER = r"""
 import json, resource, sys
@@ -66,19 +65,9 @@ def make_photos(folder: Path, n: int, side: int) -> list[Path]:
 def ingest(
     folder: Path, home: Path, env_extra: dict[str, str], code: Path | None = None
 ) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = workbench_env(home, WORKBENCH_STORAGE__LITE_IDLE_S="1", **env_extra)
     if code is not None:  # another checkout's workbench package
         env["PYTHONPATH"] = str(code)
-    env.update(
-        WORKBENCH_HOME=str(home),
-        WORKBENCH_PACK="local",
-        WORKBENCH_LOCAL__MODELS_DIR=str(MODELS),
-        WORKBENCH_LOCAL__DETECTOR=LOCAL_DETECTOR,
-        WORKBENCH_LOCAL__RECOGNIZER=LOCAL_RECOGNIZER,
-        WORKBENCH_ALLOW_DOWNLOAD="false",
-        WORKBENCH_STORAGE__LITE_IDLE_S="1",
-        **env_extra,
-    )
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, "ingest", str(folder), "--json", "--no-progress"],
