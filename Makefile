@@ -7,14 +7,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SAMPLE ?= $(SHARED)/data/faces-dev/images/dev_0010.jpg
+SLOW   := test-slow test-slow-timed test-slow-dlib test-slow-lfw
 
 # The demo's `local` pack: SCRFD-500MF + MobileFaceNet from ../shared/models.
-demo test test-slow: export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
+demo test $(SLOW): export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
 demo: export WORKBENCH_LOCAL__DETECTOR ?= buffalo_sc/det_500m.onnx
 demo: export WORKBENCH_LOCAL__RECOGNIZER ?= mobilefacenet/MobileFaceNet.onnx
-test test-slow: export WORKBENCH_SHARED ?= $(abspath $(SHARED))
+test $(SLOW): export WORKBENCH_SHARED ?= $(abspath $(SHARED))
 
-.PHONY: setup system-deps demo test test-slow lint clean
+.PHONY: setup system-deps demo test $(SLOW) lint clean
 
 setup: $(STAMP)
 
@@ -55,17 +56,27 @@ test: setup system-deps
 	$(PY) -m pytest
 
 # The slow tier: full LFW View 2 for every pack against the golden values, all of LFW
-# clustered, the 20k gallery timed in the browser. The timed gallery runs alone first;
-# then dlib's View 2 (one core: dlib has no BLAS and is not thread-safe, ~28 min) runs
-# beside the rest of the tier instead of after it. Both must pass.
-test-slow: setup
-	$(PY) -m pytest -m slow tests/browser
+# clustered, the 20k gallery timed in the browser. In three parts, so that CI
+# (.ci/run) can start the longest beside the default suite:
+#   test-slow-timed  the 20k gallery, timed: run it alone on the machine;
+#   test-slow-dlib   dlib's View 2: one core for ~30 min (dlib has no BLAS and is
+#                    not thread-safe), the longest single test;
+#   test-slow-lfw    the rest: all of LFW clustered, `local`'s View 2.
+# Each pytest run has its own basetemp, so two can run at once in one checkout.
+test-slow: test-slow-timed
 	@tmp=$$(mktemp -d); \
-	$(PY) -m pytest -m slow tests/slow -k dlib --basetemp=$$tmp/dlib -p no:cacheprovider \
-	  > $$tmp/dlib.log 2>&1 & dlib=$$!; \
-	$(PY) -m pytest -m slow tests/slow -k "not dlib" --basetemp=$$tmp/rest; rest=$$?; \
+	$(MAKE) --no-print-directory test-slow-dlib > $$tmp/dlib.log 2>&1 & dlib=$$!; \
+	$(MAKE) --no-print-directory test-slow-lfw; rest=$$?; \
 	wait $$dlib; code=$$?; cat $$tmp/dlib.log; rm -rf $$tmp; \
 	test $$rest -eq 0 && test $$code -eq 0
+
+test-slow-timed: setup
+	$(PY) -m pytest -m slow tests/browser
+
+test-slow-dlib test-slow-lfw: setup
+	@tmp=$$(mktemp -d); \
+	$(PY) -m pytest -m slow tests/slow -k "$(if $(filter test-slow-dlib,$@),,not )dlib" \
+	  --basetemp=$$tmp -p no:cacheprovider; code=$$?; rm -rf $$tmp; exit $$code
 
 lint: setup
 	$(VENV)/bin/ruff check workbench tests benchmarks evaluation notebooks
