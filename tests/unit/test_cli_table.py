@@ -15,10 +15,10 @@ pytestmark = pytest.mark.unit
 
 
 def _real_commands() -> dict[str, tuple[str, click.Command]]:
-    from workbench.cli import COMMANDS
+    from workbench.cli import COMMAND_TABLE
 
     out: dict[str, tuple[str, click.Command]] = {}
-    for module_name in sorted({module for module, _ in COMMANDS.values()}):
+    for module_name in sorted({module for module, _ in COMMAND_TABLE.values()}):
         module = importlib.import_module(f"workbench.cli.{module_name}")
         for command in module.COMMANDS:
             out[command.name or ""] = (module_name, command)
@@ -26,11 +26,11 @@ def _real_commands() -> dict[str, tuple[str, click.Command]]:
 
 
 def test_the_table_names_every_command_its_module_and_first_paragraph() -> None:
-    from workbench.cli import COMMANDS
+    from workbench.cli import COMMAND_TABLE
 
     real = _real_commands()
-    assert set(COMMANDS) == set(real)
-    for name, (module, summary) in COMMANDS.items():
+    assert set(COMMAND_TABLE) == set(real)
+    for name, (module, summary) in COMMAND_TABLE.items():
         real_module, command = real[name]
         assert module == real_module, name
         first = " ".join((command.help or "").partition("\n\n")[0].split())

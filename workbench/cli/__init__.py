@@ -21,7 +21,7 @@ from workbench.errors import WorkbenchError
 #: `workbench --help` lists. The listing reads this table, so it imports no command
 #: module (`--help` in ~0.1 s instead of 0.8); a command's module is imported when the
 #: command runs. `tests/unit/test_cli_table.py` checks the table against the commands.
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMAND_TABLE: dict[str, tuple[str, str]] = {
     "api-key": ("api", "Make, list and revoke the HTTP API's keys (only their hashes are stored)."),
     "calibrate": (
         "evaluate",
@@ -75,14 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _LazyGroup(click.Group):
-    """The root group: lists `COMMANDS` from the table, imports a command's module on use."""
+    """The root group: lists the commands of `COMMAND_TABLE`, imports a command's module on use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*COMMANDS, *self.commands})
+        return sorted({*COMMAND_TABLE, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module = importlib.import_module(f"workbench.cli.{COMMANDS[cmd_name][0]}")
+        if cmd_name not in self.commands and cmd_name in COMMAND_TABLE:
+            module = importlib.import_module(f"workbench.cli.{COMMAND_TABLE[cmd_name][0]}")
             for command in module.COMMANDS:
                 self.commands.setdefault(command.name or "", command)
         return self.commands.get(cmd_name)
@@ -90,7 +90,7 @@ class _LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's own listing, over stand-ins that carry each help's first paragraph.
         commands = [
-            (name, self.commands.get(name) or click.Command(name, help=COMMANDS[name][1]))
+            (name, self.commands.get(name) or click.Command(name, help=COMMAND_TABLE[name][1]))
             for name in self.list_commands(ctx)
         ]
         commands = [(name, c) for name, c in commands if not c.hidden]
