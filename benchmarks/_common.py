@@ -39,6 +39,16 @@ def workbench_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_checked(cmd: Sequence[str], env: dict[str, str]) -> str:
+    """``cmd``'s stdout; when it fails, exits naming the command with its stderr's tail."""
+    import subprocess
+
+    proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
 def quiet_logs(level: str = "WARNING") -> None:
     """Keep loguru (the package's logger) to warnings and above."""
     try:

@@ -25,16 +25,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import FACES_DEV, LFW, machine, percentile, quiet_logs, workbench_env, write_json
+from _common import (
+    FACES_DEV,
+    LFW,
+    machine,
+    percentile,
+    quiet_logs,
+    run_checked,
+    workbench_env,
+    write_json,
+)
 
 
 def cli(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *args], env=env, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"workbench {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout
+    return run_checked([sys.executable, "-m", "workbench.cli", *args], env)
 
 
 def build(home: Path, sources: list[Path]) -> dict[str, Any]:

@@ -13,24 +13,20 @@ the home open). Goals (issue 20): ``--help`` ≤ 0.3 s, a search ≤ 1.2 s.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import FACES_DEV, machine, median, workbench_env, write_json
+from _common import FACES_DEV, machine, median, run_checked, workbench_env, write_json
 
 SAMPLE = FACES_DEV / "images" / "dev_0010.jpg"
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return seconds
+    run_checked(cmd, env)
+    return time.perf_counter() - started
 
 
 def main() -> None:
