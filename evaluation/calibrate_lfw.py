@@ -41,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--check", default="pairsDevTest.txt", help="held-out pairs [pairsDevTest.txt]")
     ap.add_argument("--no-check", action="store_true", help="skip the held-out check")
     ap.add_argument(
+        "--impostor-images",
+        type=int,
+        default=None,
+        help="LFW images measuring the false-match rates (N evenly spaced; 0: none) [all]",
+    )
+    ap.add_argument(
         "--write",
         default="none",
         type=_write_target,
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             None if args.no_check else args.check,
             limits=settings.limits,
             progress=not args.no_progress,
+            impostor_images=args.impostor_images,
         )
         result = write_calibration(result, args.write, settings.home)
     except WorkbenchError as e:

@@ -494,6 +494,36 @@ else:
             hide,
         ),
         (
+            "md",
+            "### Strangers to expect in this archive\n\n"
+            "A similarity % is a pair false-match rate: searching more faces brings more "
+            "strangers above the same threshold. The default is 85 %.",
+            (),
+        ),
+        (
+            "code",
+            """\
+gallery = wb.catalog.count_searchable(wb.pack.name, gate=wb.settings.quality)
+print(f"{gallery:,} searchable faces of {wb.pack.name}")
+reports.expected_strangers_table(wb.calibration, gallery).style.hide(axis="index").format(
+    precision=3
+)""",
+            hide,
+        ),
+        (
+            "code",
+            """\
+latest = reports.latest_evaluation(wb.home, "search")
+search_eval = None if latest is None else latest[1]
+if search_eval is None:
+    print("no 1:N search evaluation yet (workbench evaluate search, or 05_evaluate)")
+else:
+    print(f"1:N search on {search_eval['labels']}, {search_eval['created']}")
+    display(reports.search_evaluation_table(search_eval))
+    display(reports.strangers_figure(search_eval))""",
+            hide,
+        ),
+        (
             "code",
             """\
 numbers = {
@@ -509,6 +539,9 @@ numbers = {
     "threshold": quality["threshold"],
     "calibrated": quality["calibrated"],
     "evaluation_file": quality["evaluation_file"],
+    "gallery": gallery,
+    "expected_strangers_at_85": wb.calibration.expected_strangers(85.0, gallery),
+    "search_evaluation": None if latest is None else str(latest[0]),
 }
 reports.write_last_report(wb.home, now, numbers)
 wb.close()
@@ -554,6 +587,8 @@ celeba_dir = None  # a CelebA-format folder (img_align_celeba/ + identity_CelebA
 celeba_identities = None  # identity_CelebA.txt (None: in celeba_dir)
 celeba_max_images = None  # seeded CelebA subset size (None: all)
 seed = 0  # seed of the CelebA subset and pairs
+search = False  # 1:N search on all of lfw_dir, ingested into search_home (8 min for `local`)
+search_home = None  # where LFW is ingested for it (None: <home>/evaluations/lfw-search-home)
 save = True  # keep the result in <home>/evaluations/
 progress = False  # show progress bars (when run by hand)""",
             ("parameters",),
@@ -608,6 +643,33 @@ reports.evaluation_table(evaluation)""",
             "code",
             'pd.DataFrame([{"pack": r.pack, **f} for r in result.results '
             'for f in r.lfw.to_dict()["per_fold"]])',
+            (),
+        ),
+        (
+            "md",
+            "## 1:N search, as users search an archive\n\n"
+            "Every LFW photo of a person with two or more photos searched against all the "
+            "others, bystanders included, at the default threshold and at 70–95 % "
+            "(`search=True`; else the newest saved evaluation is shown).",
+            (),
+        ),
+        (
+            "code",
+            """\
+if search:
+    with workbench.open(
+        home=search_home or wb.home / "evaluations" / "lfw-search-home", pack=pack
+    ) as swb:
+        one_to_n = swb.evaluate_search(lfw_dir, progress=progress)
+    print(one_to_n.summary())
+    search_saved = one_to_n.save(wb.home) if save else None
+    search_eval = one_to_n.to_dict()
+else:
+    latest = reports.latest_evaluation(wb.home, "search")
+    search_saved, search_eval = (None, None) if latest is None else latest
+if search_eval is not None:
+    display(reports.search_evaluation_table(search_eval))
+    display(reports.strangers_figure(search_eval))""",
             (),
         ),
         ("md", "## CelebA identities", ()),
@@ -671,6 +733,13 @@ pd.DataFrame(
     },
     "saved": None if saved is None else str(saved),
     "seconds": round(result.seconds, 1),
+    "search": None
+    if search_eval is None
+    else {
+        "rank1": search_eval["rank1"],
+        "default": next(r for r in search_eval["thresholds"] if r["default"]),
+        "saved": None if search_saved is None else str(search_saved),
+    },
 }
 wb.close()
 record(numbers)""",

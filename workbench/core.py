@@ -7,14 +7,22 @@ nothing inside the package's stages imports it, only the surfaces (CLI, widgets)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from workbench.analysis.search import ImageInput, Match, QueryFace, search_face, search_sample
+from workbench.analysis.search import (
+    SETTINGS_TOP_K,
+    ImageInput,
+    Match,
+    QueryFace,
+    TopK,
+    search_face,
+    search_sample,
+)
 from workbench.faces.calibration import Calibration, load_calibration
 from workbench.faces.pack import ComposedPack, ModelPack
 from workbench.faces.registry import open_pack
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
     from workbench.analysis.facemap import FaceMap, Projection
     from workbench.analysis.grouping import ClusterOutcome
     from workbench.analysis.people import People
+    from workbench.evaluation.archive_search import SearchEvaluation
+    from workbench.ingest.quality import QualityReport
 
 
 class Workbench:
@@ -104,12 +114,11 @@ class Workbench:
     @cached_property
     def calibration(self) -> Calibration:
         cal = self._load_calibration()
-        if not cal.calibrated:
+        if cal.false_match is None:
             logger.warning(
-                "pack {} has no calibration; similarity % uses a generic threshold of {}. "
-                "Run `workbench calibrate --lfw DIR` to measure its own.",
+                "pack {} has no measured false-match rates; its similarity % follows a generic"
+                " curve. Run `workbench calibrate --lfw DIR` to measure its own.",
                 self.pack.name,
-                cal.threshold,
             )
         return cal
 
@@ -176,7 +185,16 @@ class Workbench:
         """
         report = Ingest(self.store, self.settings, self.pack, progress=progress).run_catalog()
         self._assign_new_faces(report)
+        self.measure_quality(progress=progress)  # faces stored before quality was measured
         return report
+
+    def measure_quality(self, every_pack: bool = False, progress: bool = True) -> QualityReport:
+        """Measure size, sharpness and pose of the faces (of this pack, or of every pack)
+        stored before quality was measured; their photos are read again for sharpness."""
+        from workbench.ingest.quality import backfill_quality
+
+        pack = None if every_pack else self.pack.name  # a name: no model is loaded
+        return backfill_quality(self.catalog, self.settings, pack, progress)
 
     def _assign_new_faces(self, report: IngestReport) -> None:
         """New faces join the pack's people at once, once there are people to join."""
@@ -192,21 +210,93 @@ class Workbench:
     def search(
         self,
         image: ImageInput,
-        top_k: int | None = None,
+        top_k: TopK = SETTINGS_TOP_K,
         threshold: float | None = None,
         source: str | None = None,
+        include_low_quality: bool = False,
     ) -> list[QueryFace]:
-        """Every face in ``image`` with its top-K matches at or above ``threshold`` %."""
+        """Every face in ``image`` with its matches at or above ``threshold`` %.
+
+        ``top_k``: matches per face (default: ``search.top_k`` of the settings, 10), or
+        None for every match. Each answer says the gallery it searched and the strangers
+        to expect at that threshold; faces below the quality gate are left out unless
+        ``include_low_quality``.
+        """
         return search_sample(
-            self.store, self.pack, self.calibration, self.settings, image, top_k, threshold, source
+            self.store,
+            self.pack,
+            self.calibration,
+            self.settings,
+            image,
+            top_k,
+            threshold,
+            source,
+            include_low_quality,
         )
 
     def search_face(
-        self, face_id: int, top_k: int | None = None, threshold: float | None = None
+        self,
+        face_id: int,
+        top_k: TopK = SETTINGS_TOP_K,
+        threshold: float | None = None,
+        include_low_quality: bool = False,
     ) -> list[Match]:
-        """Faces of other photos nearest to the stored face ``face_id`` (no model runs)."""
+        """Faces of other photos matching the stored face ``face_id`` (no model runs)."""
         return search_face(
-            self.store, self.calibration_for, self.settings, face_id, top_k, threshold
+            self.store,
+            self.calibration_for,
+            self.settings,
+            face_id,
+            top_k,
+            threshold,
+            include_low_quality,
+        )
+
+    def evaluate_search(
+        self,
+        lfw_dir: str | Path | None = None,
+        labels: str | Path | None = None,
+        *,
+        ingest: bool = True,
+        include_low_quality: bool = False,
+        percents: Sequence[float] | None = None,
+        progress: bool = True,
+    ) -> SearchEvaluation:
+        """1:N search as users search, on a labelled folder ingested into this home.
+
+        ``lfw_dir`` (the folder names the person) or ``labels`` (a CSV of path,identity):
+        every labelled photo of a person with two or more is searched against every other
+        face of the home at the default threshold and at 70/80/90/95 % (``percents``).
+        The labelled photos are ingested first (those already here are skipped) unless
+        ``ingest`` is False. Faces below the quality gate are left out of the answers, as
+        in a search, unless ``include_low_quality``.
+        """
+        import numpy as np
+
+        from workbench.evaluation.archive_search import (
+            THRESHOLDS,
+            evaluate_search,
+            labelled_faces,
+            photo_folder,
+        )
+
+        folder = photo_folder(lfw_dir, labels)
+        if ingest:
+            report = self.ingest([folder], progress=progress)
+            if report.errors:
+                logger.warning("{} labelled photos could not be ingested", report.errors)
+        found, name = labelled_faces(self.catalog, self.pack.name, lfw_dir, labels)
+        gate = None if include_low_quality else self.settings.quality
+        gated = self.catalog.gated_face_ids(self.pack.name, gate) if gate is not None else set()
+        return evaluate_search(
+            self.catalog,
+            self.pack.name,
+            found,
+            self.calibration,
+            default_percent=self.settings.search.threshold,
+            percents=THRESHOLDS if percents is None else percents,
+            labels_name=name,
+            searchable=lambda ids: np.array([int(i) not in gated for i in ids], dtype=bool),
         )
 
     # ---- people ------------------------------------------------------------
@@ -233,7 +323,12 @@ class Workbench:
         return base.with_overrides(method=method, **overrides)
 
     def cluster(
-        self, method: str | None = None, *, incremental: bool = False, **overrides: Any
+        self,
+        method: str | None = None,
+        *,
+        incremental: bool = False,
+        include_low_quality: bool = False,
+        **overrides: Any,
     ) -> ClusterOutcome:
         """Group the pack's faces into people; returns what changed.
 
@@ -242,13 +337,19 @@ class Workbench:
         rebuilds the unconfirmed people around the confirmed ones, keeping
         names, merges, splits, hidden people and rejections.
         ``incremental=True``: only faces no clustering has seen join people
-        (or form new ones); nothing else moves.
+        (or form new ones); nothing else moves. Faces below the quality gate stay
+        in no person unless ``include_low_quality``.
         """
         from workbench.analysis.grouping import cluster_people
 
         params = self.cluster_params(method, **overrides)
         return cluster_people(
-            self.store, self.home, self.pack.name, params, incremental=incremental
+            self.store,
+            self.home,
+            self.pack.name,
+            params,
+            incremental=incremental,
+            gate=None if include_low_quality else self.settings.quality,
         )
 
     def face_map(

@@ -27,6 +27,12 @@ class DetectionSettings(BaseModel):
         20, ge=1, description="minimum shorter side of a face box, in pixels of the photo"
     )
     input_size: int = Field(640, ge=128, description="detector input (square), in pixels")
+    pad_retry: bool = Field(
+        True,
+        description="a photo where no face is found is looked at again centred on a canvas"
+        " twice its size: a face filling the whole photo (a face crop, an ID photo, an avatar)"
+        " is larger than detectors are trained to see",
+    )
 
 
 class LimitSettings(BaseModel):
@@ -204,10 +210,38 @@ class StorageSettings(BaseModel):
         return v
 
 
+class QualitySettings(BaseModel):
+    """The quality gate: faces below it stay in the catalog and the gallery, marked with
+    their reasons, but are left out of search answers and clustering unless asked for.
+
+    The defaults are where recognition stops working with the `local` pack on LFW
+    (``evaluation/quality_gate.py``): a same-person match at 85 % is found for 2 in 3
+    faces 24 px wide but under 1 in 3 at 20 px, for 72 % of faces blurred to sharpness
+    0.18 but 20 % at 0.11, for 70 % of pairs turned 45–60° but 31 % past 60°.
+    """
+
+    enabled: bool = Field(True, description="apply the gate (false: every face is searchable)")
+    min_size: float = Field(
+        24.0, ge=0.0, description="shorter side of the face box, in pixels of the photo"
+    )
+    min_score: float = Field(
+        0.0, ge=0.0, le=1.0, description="detector confidence (beyond the detection's own)"
+    )
+    min_sharpness: float = Field(
+        0.12, ge=0.0, description="contrast-normalised Laplacian spread of the face crop"
+    )
+    max_yaw: float = Field(60.0, ge=0.0, le=90.0, description="head turn, degrees (estimated)")
+    max_pitch: float = Field(45.0, ge=0.0, le=90.0, description="head nod, degrees (estimated)")
+
+
 class SearchSettings(BaseModel):
     top_k: int = Field(10, ge=1, le=16384)
     threshold: float = Field(
-        85.0, ge=0.0, le=100.0, description="similarity % (85 = the pack's same-person threshold)"
+        85.0,
+        ge=0.0,
+        le=100.0,
+        description="similarity % of a match; 85 lets through one stranger in 100,000 faces"
+        " searched (each 5 points between 70 and 95 % a factor of ten)",
     )
 
     def resolve_threshold(self, threshold: float | None) -> float:
@@ -343,6 +377,7 @@ class WorkbenchSettings(BaseSettings):
     facenet: FacenetSettings = FacenetSettings()
     storage: StorageSettings = StorageSettings()
     search: SearchSettings = SearchSettings()
+    quality: QualitySettings = QualitySettings()
     queue: QueueSettings = QueueSettings()
     api: ApiSettings = ApiSettings()
 

@@ -111,7 +111,11 @@ def test_search_answers_what_the_cli_prints(
         assert all(len(f["matches"]) == 1 for f in one)
         every = c.post("/v1/search", files=files, data={"all": "true", "threshold": "0"}).json()
         stats = c.get("/v1/stats").json()
-        assert len(every[0]["matches"]) == stats["faces"]  # all of them at 0 %
+        # Every searchable face at 0 %: all of them but those below the quality gate.
+        assert len(every[0]["matches"]) == every[0]["gallery"] < stats["faces"]
+        data = {"all": "true", "threshold": "0", "include_low_quality": "true"}
+        with_low = c.post("/v1/search", files=files, data=data).json()
+        assert len(with_low[0]["matches"]) == with_low[0]["gallery"] == stats["faces"]
         cli = run_cli(["search", str(sample), "--json", "--top-k", "1", "--threshold", "0"],
                       api_server.env)  # fmt: skip
         assert one == json.loads(cli.stdout)

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.evaluation.calibrate import fit_calibration, platt_slope, save_calibration
+from workbench.errors import WorkbenchError
+from workbench.evaluation.calibrate import (
+    fit_calibration,
+    fit_fmr_curve,
+    fit_impostors,
+    histogram_edges,
+    platt_slope,
+    save_calibration,
+)
 from workbench.evaluation.lfw import (
     LfwError,
     choose_face,
@@ -20,12 +28,20 @@ from workbench.evaluation.lfw import (
     resolve_images,
 )
 from workbench.faces.calibration import (
-    ANCHOR_PERCENT,
     CALIBRATION_FILE,
+    UNCALIBRATED_CURVE,
     UNCALIBRATED_THRESHOLD,
     Calibration,
     load_calibration,
     package_calibration_path,
+)
+from workbench.faces.false_match import (
+    FmrCurve,
+    decades_of_percent,
+    fmr_of_percent,
+    log10_normal_tail,
+    normal_tail_point,
+    percent_of_decades,
 )
 from workbench.faces.types import AnalyzedFace, DetectedFace
 
@@ -54,26 +70,100 @@ def test_fit_calibration_on_synthetic_scores() -> None:
     assert cal.slope > 10
 
 
-def test_percent_at_threshold_is_85() -> None:
-    cal = Calibration("p", threshold=0.31, slope=17.0)
-    assert cal.percent(0.31) == pytest.approx(ANCHOR_PERCENT) == pytest.approx(85.0)
-    assert cal.percent(0.5) > 85 > cal.percent(0.2)
-    arr = cal.percent(np.array([0.0, 0.31, 1.0]))
+CURVE = FmrCurve.normal(0.0, 0.1, "synthetic strangers ~ N(0, 0.1)")
+
+
+def test_the_scale_is_ten_times_fewer_strangers_every_5_points() -> None:
+    for pct, fmr in ((70, 1e-2), (75, 1e-3), (80, 1e-4), (85, 1e-5), (90, 1e-6), (95, 1e-7)):
+        assert fmr_of_percent(pct) == pytest.approx(fmr, rel=1e-9)
+        assert float(percent_of_decades(-math.log10(fmr))) == pytest.approx(pct)
+    # Below 70 % it runs linearly to 0 % at FMR 1; above 95 % two decades halve the rest.
+    assert float(percent_of_decades(0.0)) == 0.0 and float(percent_of_decades(1.0)) == 35.0
+    assert float(percent_of_decades(9.0)) == pytest.approx(97.5)
+    assert float(percent_of_decades(11.0)) == pytest.approx(98.75)
+    grid = np.linspace(0, 40, 4001)
+    p = percent_of_decades(grid)
+    assert np.all(np.diff(p) > 0) and p[-1] < 100.0
+    for pct in (0.0, 12.0, 70.0, 84.0, 95.0, 99.0, 99.99):
+        assert float(percent_of_decades(decades_of_percent(pct))) == pytest.approx(pct, abs=1e-9)
+
+
+def test_normal_tail_is_accurate_far_out() -> None:
+    assert 10 ** log10_normal_tail(0.0) == pytest.approx(0.5)
+    assert 10 ** log10_normal_tail(4.264890794) == pytest.approx(1e-5, rel=1e-6)
+    assert log10_normal_tail(40.0) < -300  # past where erfc underflows
+    for v in (-0.3, -5.0, -7.0, -12.0):
+        assert log10_normal_tail(normal_tail_point(v)) == pytest.approx(v, abs=1e-8)
+
+
+def test_percent_reads_the_false_match_rate() -> None:
+    cal = Calibration("p", threshold=0.31, slope=17.0, false_match=CURVE)
+    at = {pct: 0.1 * normal_tail_point(math.log10(fmr_of_percent(pct))) for pct in (70, 85, 95)}
+    for pct, cos in at.items():
+        assert cal.percent(cos) == pytest.approx(pct, abs=1e-6)
+        assert cal.false_match_rate(cos) == pytest.approx(fmr_of_percent(pct), rel=1e-6)
+    arr = cal.percent(np.array([-0.5, 0.31, 1.0]))
     assert isinstance(arr, np.ndarray) and arr.shape == (3,)
-    assert np.all(np.diff(arr) > 0) and np.all((arr > 0) & (arr < 100))
+    assert np.all(np.diff(arr) > 0) and np.all((arr >= 0) & (arr < 100))
+    # Strangers expected in a gallery: the rate times the faces searched.
+    assert cal.expected_strangers(85.0, 100_000) == pytest.approx(1.0)
+    assert cal.expected_strangers(90.0, 1_000_000) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("pct", [1.0, 50.0, 70.0, 85.0, 95.0, 99.9])
 def test_cosine_at_inverts_percent(pct: float) -> None:
-    cal = Calibration("p", threshold=0.27, slope=23.5)
-    assert cal.percent(cal.cosine_at(pct)) == pytest.approx(pct, abs=1e-9)
-    assert cal.cosine_at(85.0) == pytest.approx(0.27)
+    cal = Calibration("p", threshold=0.27, slope=23.5, false_match=CURVE)
+    assert cal.percent(cal.cosine_at(pct)) == pytest.approx(pct, abs=1e-6)
 
 
 def test_cosine_at_clamps_extremes() -> None:
-    cal = Calibration("p", threshold=0.3, slope=10.0)
+    cal = Calibration("p", threshold=0.3, slope=10.0, false_match=CURVE)
     assert math.isfinite(cal.cosine_at(0.0)) and math.isfinite(cal.cosine_at(100.0))
-    assert cal.cosine_at(0.0) < cal.cosine_at(100.0)
+    assert cal.cosine_at(0.0) < cal.cosine_at(85.0) < cal.cosine_at(100.0)
+
+
+def test_fmr_curve_fit_recovers_a_normal_distribution() -> None:
+    edges = histogram_edges()
+    from statistics import NormalDist
+
+    cdf = np.array([NormalDist(0.02, 0.11).cdf(float(e)) for e in edges])
+    counts = np.round(np.diff(cdf) * 1e9).astype(np.int64)  # a billion pairs, exactly normal
+    curve = fit_fmr_curve(edges, counts, "synthetic")
+    assert curve.log10_fmr[-1] == -5.0  # 1e4 pairs at 1e-5: enough for every knot
+    assert curve.tail_std == pytest.approx(0.11, rel=0.01)
+    for v in (-1.0, -3.0, -5.0, -7.0, -9.0):
+        want = 0.02 + 0.11 * normal_tail_point(v)
+        assert curve.cosine_at(v) == pytest.approx(want, abs=2e-3)
+
+
+def test_fmr_curve_needs_enough_pairs() -> None:
+    edges = histogram_edges()
+    counts = np.zeros(len(edges) - 1, np.int64)
+    counts[10000] = 1000
+    with pytest.raises(WorkbenchError, match="too few"):
+        fit_fmr_curve(edges, counts)
+
+
+def test_impostors_are_other_peoples_faces_bystanders_included() -> None:
+    rng = np.random.default_rng(3)
+    people = 300
+    base = rng.normal(size=(people, 32))
+    vectors, photos, names = [], [], []
+    for p in range(people):
+        for k in range(2):  # two photos each: the person, and one bystander in the second
+            vectors.append(base[p] + 0.3 * rng.normal(size=32))
+            photos.append(2 * p + k)
+            names.append(f"person{p}")
+            if k == 1:
+                vectors.append(rng.normal(size=32))
+                photos.append(2 * p + k)
+                names.append(None)
+    curve = fit_impostors(np.array(vectors), np.array(photos), names)
+    labelled, faces = 2 * people, 3 * people
+    # Each labelled face meets every face of other photos except its own person's other one.
+    assert curve.pairs == labelled * (faces - 1) - labelled - people
+    # Random 32-d vectors: strangers' cosines spread about 1/sqrt(32).
+    assert curve.tail_std == pytest.approx(1 / math.sqrt(32), rel=0.15)
 
 
 # ---- files ------------------------------------------------------------------------
@@ -120,7 +210,34 @@ def test_uncalibrated_pack_is_flagged(tmp_path: Path) -> None:
     assert cal.calibrated is False
     assert cal.protocol == "none"
     assert cal.threshold == UNCALIBRATED_THRESHOLD
-    assert cal.percent(cal.threshold) == pytest.approx(85.0)
+    assert cal.false_match is None and cal.curve is UNCALIBRATED_CURVE
+    assert cal.percent(cal.cosine_at(85.0)) == pytest.approx(85.0)
+
+
+def test_a_curve_roundtrips_and_an_older_entry_borrows_the_shipped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.faces import calibration
+
+    shipped = {"p": {"threshold": 0.31, "slope": 20.0, "false_match": CURVE.to_dict()}}
+    real_read = calibration.read_calibrations
+    monkeypatch.setattr(
+        calibration, "read_calibrations", lambda path: shipped if path is None else real_read(path)
+    )
+    got = load_calibration("p")
+    assert got.false_match == FmrCurve.from_dict(CURVE.to_dict()) and got.version == 2
+    # A home fit made before the false-match scale keeps its threshold, takes the curve.
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({"p": {"threshold": 0.2, "slope": 5.0}}))
+    old = load_calibration("p", tmp_path)
+    assert old.threshold == 0.2 and old.false_match == got.false_match
+    # A new fit writes its curve and the scale's version.
+    fitted = Calibration("q", 0.3, 12.0, false_match=CURVE, version=2)
+    save_calibration(fitted, tmp_path / CALIBRATION_FILE)
+    data = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert data["q"]["version"] == 2 and data["q"]["false_match"]["tail_std"] == 0.1
+    assert load_calibration("q", tmp_path).percent(0.3) == pytest.approx(
+        fitted.percent(0.3), abs=1e-3
+    )
 
 
 def test_save_merges_and_roundtrips_new_fields(tmp_path: Path) -> None:

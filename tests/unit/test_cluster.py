@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.analysis.cluster import (
+    DEFAULT_LINK_PERCENT,
     NOISE,
     ClusterParams,
     FaceDBSCAN,
@@ -144,10 +145,11 @@ def test_hdbscan_handles_a_disconnected_graph() -> None:
 def test_defaults_come_from_the_calibration() -> None:
     cal = Calibration("p", threshold=0.31, slope=30.0)
     params = ClusterParams.for_calibration(cal)
-    assert params.method == "dbscan" and params.link_percent == 99.99
-    assert params.min_similarity == pytest.approx(cal.cosine_at(99.99), abs=1e-4)
-    assert cal.percent(params.min_similarity) == pytest.approx(99.99, abs=0.001)
-    stricter = ClusterParams.for_calibration(cal, 99.999)
+    assert params.method == "dbscan" and params.link_percent == DEFAULT_LINK_PERCENT == 91.4
+    assert params.min_similarity == pytest.approx(cal.cosine_at(91.4), abs=1e-4)
+    assert cal.percent(params.min_similarity) == pytest.approx(91.4, abs=0.01)
+    assert cal.cosine_at(100.0) <= 1.0  # never past where faces can be
+    stricter = ClusterParams.for_calibration(cal, 93.0)
     assert stricter.min_similarity > params.min_similarity
     tuned = params.with_overrides(min_similarity=0.6, min_samples=3)
     assert tuned.min_similarity == 0.6 and tuned.link_percent is None and tuned.min_samples == 3

@@ -586,7 +586,8 @@ class Registered:
 @pytest.fixture
 def registered(tmp_path: Path) -> Iterator[Registered]:
     """A register-only ingest (no models) of generated photos: a big landscape one, a
-    portrait one stored sideways with EXIF orientation 6, and a zip holding a copy."""
+    portrait one stored sideways with EXIF orientation 6, and a zip holding a third (a
+    mirrored picture: the same picture smaller would be recorded as a copy of the first)."""
     from workbench.core import Workbench
 
     folder = tmp_path / "photos"
@@ -596,7 +597,7 @@ def registered(tmp_path: Path) -> Iterator[Registered]:
     exif[0x0112] = 6  # stored landscape, shown rotated 90° clockwise: upright 600 × 900
     (folder / "turned.jpg").write_bytes(jpeg(quadrants(900, 600), exif=exif))
     with zipfile.ZipFile(folder / "album.zip", "w") as zf:
-        zf.writestr("inner/member.jpg", jpeg(quadrants(400, 300)))
+        zf.writestr("inner/member.jpg", jpeg(quadrants(400, 300)[::-1, ::-1].copy()))
     settings = WorkbenchSettings(home=tmp_path / "wb")
     wb = Workbench(settings)
     report = wb.ingest([folder], progress=False, register_only=True)

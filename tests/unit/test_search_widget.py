@@ -16,7 +16,7 @@ import pytest
 from workbench.analysis.search import Match, QueryFace
 from workbench.core import Workbench
 from workbench.settings import WorkbenchSettings
-from workbench.widgets.search import SearchBySample
+from workbench.widgets.search import EVERY_MATCH, SearchBySample
 from workbench.widgets.search_results import (
     RESULT_COLUMNS,
     SampleResult,
@@ -100,7 +100,8 @@ def test_controls_on_an_empty_workbench(tmp_path: Path) -> None:
     with Workbench(WorkbenchSettings(home=tmp_path / "wb")) as wb:
         app = SearchBySample(wb)
         assert (app.threshold.min, app.threshold.max, app.threshold.value) == (70, 95, 85)
-        assert app.top_k.value == 10 and tuple(app.top_k.options) == (5, 10, 20, 50)
+        assert app.top_k.value == 10
+        assert [v for _label, v in app.top_k.options] == [5, 10, 20, 50, EVERY_MATCH]
         assert app.source.options == (("all sources", ""),)
         assert app.upload.multiple and app.upload.accept == ".jpg,.jpeg,.png,.webp"
         assert app.search_button.disabled

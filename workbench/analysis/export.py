@@ -65,7 +65,14 @@ FACE_COLUMNS = (
     "person_id",
     "person_name",
     "created_at",
+    "size",
+    "sharpness",
+    "yaw",
+    "pitch",
+    "roll",
 )
+QUALITY_COLUMNS = FACE_COLUMNS[-5:]
+"""The face's quality (`workbench.faces.quality`); empty for faces stored before it."""
 PHOTO_COLUMNS = (
     "photo_id",
     "sha256",
@@ -83,6 +90,8 @@ PHOTO_COLUMNS = (
     "n_faces",
     "created_at",
     "people",
+    "duplicate_of",
+    "copies",
 )
 PEOPLE_COLUMNS = (
     "person_id",
@@ -175,11 +184,14 @@ def iter_rows(
     * faces: face_id, photo_id, photo_uri, source, origin, sha256, provenance
       (the photo's metadata dict), x1, y1, x2, y2, landmarks (10 floats),
       score, pack, cluster (``-1`` noise, ``None`` never clustered),
-      person_id, person_name, created_at;
+      person_id, person_name, created_at, and the face's quality: size (px),
+      sharpness, yaw, pitch, roll (empty for faces stored before quality was);
     * photos: photo_id, sha256, source, origin, uri, provenance, size_bytes,
       width, height, format, status, error, pack, n_faces, created_at, people
-      (sorted ids of the people whose faces are in the photo). With ``pack``,
-      pack and n_faces are that pack's;
+      (sorted ids of the people whose faces are in the photo), duplicate_of
+      (for a copy: the photo it copies, status ``duplicate``) and copies (the
+      uris of this photo's recorded copies). With ``pack``, pack and n_faces are
+      that pack's;
     * people: person_id, pack, name, hidden, confirmed, faces, photos
       (counts; with ``source``, within that source), created_at.
 
@@ -256,6 +268,11 @@ def _face_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
             FacePerson.person_id,
             Person.name,
             Face.created_at,
+            Face.size,
+            Face.sharpness,
+            Face.yaw,
+            Face.pitch,
+            Face.roll,
         )
         .join(Photo, Photo.id == Face.photo_id)
         .outerjoin(FacePerson, FacePerson.face_id == Face.id)
@@ -267,9 +284,11 @@ def _face_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
         q = q.where(Face.pack == f.pack)
     if f.person is not None:
         q = q.where(FacePerson.person_id == f.person)
+    n = len(FACE_COLUMNS) - len(QUALITY_COLUMNS)
     for page in _pages(catalog, q, Face.id, batch):
         for r in page:
-            row = dict(zip(FACE_COLUMNS, (*r[:-1], _iso(r[-1])), strict=True))
+            values = (*r[: n - 1], _iso(r[n - 1]), *r[n:])
+            row = dict(zip(FACE_COLUMNS, values, strict=True))
             row["provenance"] = redact_value(row["provenance"])  # catalogs made before scrubbing
             yield row
 
@@ -291,6 +310,7 @@ def _photo_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
         Photo.pack,
         Photo.n_faces,
         Photo.created_at,
+        Photo.duplicate_of,
     )
     if f.source is not None:
         q = q.where(Photo.source == f.source)
@@ -307,12 +327,15 @@ def _photo_rows(catalog: Catalog, f: Filters, batch: int) -> Iterator[Row]:
     for page in _pages(catalog, q, Photo.id, batch):
         ids = [r[0] for r in page]
         people, counts = _photo_people(catalog, ids, f.pack)
+        copies = catalog.copies_of(ids)
         for r in page:
-            row = dict(zip(PHOTO_COLUMNS[:-1], (*r[:-1], _iso(r[-1])), strict=True))
+            row = dict(zip(PHOTO_COLUMNS[:-3], (*r[:-2], _iso(r[-2])), strict=True))
             row["provenance"] = redact_value(row["provenance"])  # catalogs made before scrubbing
             if f.pack is not None:
                 row["pack"], row["n_faces"] = f.pack, counts.get(r[0], 0)
             row["people"] = people.get(r[0], [])
+            row["duplicate_of"] = r[-1]
+            row["copies"] = copies.get(r[0], [])
             yield row
 
 

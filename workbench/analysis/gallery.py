@@ -57,7 +57,9 @@ from workbench.analysis.gallery_sql import (
     status_condition,
 )
 from workbench.errors import ConfigurationError, NotFoundError
+from workbench.faces.quality import reasons
 from workbench.redaction import redact_value
+from workbench.settings import QualitySettings
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Photo, as_utc
 
@@ -207,6 +209,10 @@ class FaceDetail:
     person_name: str | None
     cluster: int | None
     """Cluster of the last clustering run (``-1`` noise, ``None`` never clustered)."""
+    quality: dict[str, float] | None = None
+    """size, sharpness, yaw, pitch, roll (None: measured before quality was)."""
+    below_gate: list[str] = field(default_factory=list)
+    """Why the face is left out of search and clustering (empty: it is not)."""
 
     @property
     def label(self) -> str | None:
@@ -245,6 +251,10 @@ class PhotoDetail:
     packs: list[str]
     faces: list[FaceDetail]
     meta: dict[str, Any] = field(default_factory=dict)
+    copies: list[str] = field(default_factory=list)
+    """Uris of the photo's recorded copies (resized or re-encoded), shown as "also at"."""
+    duplicate_of: int | None = None
+    """The photo this one is a copy of (its faces are that photo's)."""
 
     @property
     def name(self) -> str:
@@ -342,9 +352,15 @@ def facets(catalog: Catalog, flt: GalleryFilter | None = None) -> Facets:
     )
 
 
-def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> PhotoDetail:
+def photo_detail(
+    catalog: Catalog,
+    photo_id: int,
+    pack: str | None = None,
+    gate: QualitySettings | None = None,
+) -> PhotoDetail:
     """The photo and every face of ``pack`` in it (default: the last pack that analysed it),
-    each with its person; faces in id order. Raises `WorkbenchError` for an unknown id."""
+    each with its person, quality and — under ``gate`` — why it is left out of search;
+    faces in id order. Raises `WorkbenchError` for an unknown id."""
     with catalog.session() as s:
         photo = s.get(Photo, photo_id)
         if photo is None:
@@ -371,6 +387,11 @@ def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> Ph
                     FacePerson.person_id,
                     Person.name,
                     FacePerson.cluster,
+                    Face.size,
+                    Face.sharpness,
+                    Face.yaw,
+                    Face.pitch,
+                    Face.roll,
                 )
                 .outerjoin(FacePerson, FacePerson.face_id == Face.id)
                 .outerjoin(Person, Person.id == FacePerson.person_id)
@@ -386,9 +407,14 @@ def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> Ph
             person_id=r.person_id,
             person_name=r.name,
             cluster=r.cluster,
+            quality=None
+            if r.size is None
+            else {k: getattr(r, k) for k in ("size", "sharpness", "yaw", "pitch", "roll")},
+            below_gate=[] if gate is None else reasons(r, gate),
         )
         for r in rows
     ]
+    copies = catalog.copies_of([photo_id]).get(photo_id, [])
     return PhotoDetail(
         id=photo.id,
         sha256=photo.sha256,
@@ -407,6 +433,8 @@ def photo_detail(catalog: Catalog, photo_id: int, pack: str | None = None) -> Ph
         packs=packs,
         faces=faces,
         meta=redact_value(dict(photo.meta or {})),
+        copies=copies,
+        duplicate_of=photo.duplicate_of,
     )
 
 
@@ -421,7 +449,8 @@ def photo_day(meta: dict[str, Any] | None, created_at: dt.datetime | None) -> dt
 
 def _conditions(flt: GalleryFilter, skip: tuple[str, ...] = ()) -> list[ColumnElement[bool]]:
     """WHERE clauses of ``flt``, leaving out the facets in ``skip`` (status, source, origin)."""
-    where: list[ColumnElement[bool]] = []
+    # A photo's copies are shown once, with it ("also at"), never as photos of their own.
+    where: list[ColumnElement[bool]] = [Photo.status != "duplicate"]
     if flt.source is not None and "source" not in skip:
         where.append(Photo.source == flt.source)
     if flt.origin is not None and "origin" not in skip:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from workbench.analysis.cluster import NOISE, ClusterParams, KnnGraph, normalise
 from workbench.analysis.facemap import neighbour_graph
 from workbench.analysis.people import People
+from workbench.settings import QualitySettings
 from workbench.store.catalog import Catalog
 from workbench.store.faces import FaceStore
 from workbench.store.models import Face, FacePerson, Person
@@ -90,8 +92,13 @@ def recluster(
     graph: KnnGraph | None = None,
     vectors: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]] | None = None,
     run_id: int | None = None,
+    left_out: Sequence[int] = (),
 ) -> ClusterOutcome:
     """Cluster all faces of ``pack`` and rebuild its unconfirmed people around the confirmed.
+
+    ``vectors`` are the faces to cluster (default: all of the pack's); ``left_out``
+    faces (below the quality gate) are recorded as in no person, so that an
+    incremental run does not take them for new ones.
 
     * confirmed faces stay in their person;
     * a cluster holding confirmed faces of one person joins that person; of
@@ -193,6 +200,18 @@ def recluster(
             for f in ids.tolist()
             if f not in pinned
         ]
+        free_rows += [
+            {
+                "face_id": int(f),
+                "pack": pack,
+                "cluster": NOISE,
+                "person_id": None,
+                "confirmed": False,
+                "run_id": run_id,
+            }
+            for f in left_out
+            if int(f) not in pinned and int(f) not in pos
+        ]
         if free_rows:
             s.execute(insert(FacePerson), free_rows)
         s.flush()
@@ -214,7 +233,9 @@ def recluster(
     )
 
 
-def assign_new(store: FaceStore, pack: str, params: ClusterParams) -> ClusterOutcome:
+def assign_new(
+    store: FaceStore, pack: str, params: ClusterParams, left_out: frozenset[int] = frozenset()
+) -> ClusterOutcome:
     """Put faces no clustering has seen into people, without re-clustering the rest.
 
     A new face joins the person with the most faces within reach
@@ -238,6 +259,14 @@ def assign_new(store: FaceStore, pack: str, params: ClusterParams) -> ClusterOut
                 )
             )
         )
+    gated = [f for f in new if f in left_out]
+    if gated:  # below the quality gate: in no person, and never "new" again
+        with catalog.session.begin() as s:
+            s.add_all(
+                FacePerson(face_id=f, pack=pack, cluster=NOISE, person_id=None) for f in gated
+            )
+        new = [f for f in new if f not in left_out]
+        loose = [f for f in loose if f not in left_out]
     if not new:
         return ClusterOutcome(pack, params.to_dict(), 0, 0, 0, 0, 0, 0, kind="incremental")
     ids, photos, X = catalog.face_vectors(pack, new)
@@ -312,6 +341,15 @@ def assign_new(store: FaceStore, pack: str, params: ClusterParams) -> ClusterOut
     )
 
 
+def _confirmed(catalog: Catalog, pack: str) -> frozenset[int]:
+    """Faces a user put in a person (kept there whatever their quality)."""
+    with catalog.session() as s:
+        q = select(FacePerson.face_id).where(
+            FacePerson.pack == pack, FacePerson.confirmed.is_(True)
+        )
+        return frozenset(int(f) for f in s.scalars(q))
+
+
 def _drop_empty_people(s: Any, pack: str) -> None:
     """Unconfirmed people left without faces are gone; confirmed ones stay (a user made them)."""
     has_faces = select(FacePerson.face_id).where(FacePerson.person_id == Person.id).exists()
@@ -319,29 +357,49 @@ def _drop_empty_people(s: Any, pack: str) -> None:
 
 
 def cluster_people(
-    store: FaceStore, home: Path, pack: str, params: ClusterParams, *, incremental: bool = False
+    store: FaceStore,
+    home: Path,
+    pack: str,
+    params: ClusterParams,
+    *,
+    incremental: bool = False,
+    gate: QualitySettings | None = None,
 ) -> ClusterOutcome:
     """Group ``pack``'s faces into people with ``params``; returns what changed.
 
     Full (default): clusters every face and rebuilds the unconfirmed people
     around the confirmed ones (recorded as a ``cluster`` run; the kNN graph is
     cached under ``home``). ``incremental``: only faces no clustering has seen
-    join people (or form new ones); nothing else moves.
+    join people (or form new ones); nothing else moves. Faces below the quality
+    ``gate`` are left out (in no person) unless a user put them in one.
     """
     started = time.perf_counter()
     run_id = None
+    catalog = store.catalog
+    left_out = frozenset(catalog.gated_face_ids(pack, gate)) if gate is not None else frozenset()
     if incremental:
-        outcome = assign_new(store, pack, params)
+        outcome = assign_new(store, pack, params, left_out)
     else:
-        catalog = store.catalog
         run_id = catalog.start_run(pack, [], kind="cluster")
-        vectors = catalog.face_vectors(pack)
+        ids, photos, X = catalog.face_vectors(pack)
+        if left_out:
+            kept = ~np.isin(ids, np.fromiter(left_out - _confirmed(catalog, pack), np.int64))
+            ids, photos, X = ids[kept], photos[kept], X[kept]
+        vectors = (ids, photos, X)
         graph = (
             neighbour_graph(home, pack, vectors[0], vectors[2], params.n_neighbors)
             if params.method != "kmeans" and len(vectors[0])
             else None
         )
-        outcome = recluster(catalog, pack, params, graph=graph, vectors=vectors, run_id=run_id)
+        outcome = recluster(
+            catalog,
+            pack,
+            params,
+            graph=graph,
+            vectors=vectors,
+            run_id=run_id,
+            left_out=sorted(left_out),
+        )
     outcome.seconds = time.perf_counter() - started
     if run_id is not None:
         store.catalog.finish_run(run_id, outcome.to_dict())

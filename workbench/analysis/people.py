@@ -68,7 +68,9 @@ class People:
             )
         return found[0]
 
-    def _infos(self, hidden: bool | None, person_id: int | None = None) -> list[PersonInfo]:
+    def _infos(
+        self, hidden: bool | None, person_id: int | None = None, ids: Sequence[int] | None = None
+    ) -> list[PersonInfo]:
         q = (
             select(
                 Person.id,
@@ -88,8 +90,18 @@ class People:
             q = q.where(Person.hidden.is_(hidden))
         if person_id is not None:
             q = q.where(Person.id == person_id)
+        if ids is not None:
+            if not ids:
+                return []
+            q = q.where(Person.id.in_(list(ids)))
         with self.catalog.session() as s:
             return [PersonInfo(*row) for row in s.execute(q)]
+
+    def infos(self, person_ids: Sequence[int]) -> list[PersonInfo]:
+        """These people (hidden ones too), in id order; ids without faces are left out."""
+        return sorted(
+            self._infos(None, ids=sorted({int(i) for i in person_ids})), key=lambda p: p.id
+        )
 
     def faces(self, person_id: int) -> list[int]:
         """Face ids of a person, in id order."""

@@ -186,9 +186,13 @@ def recent_errors(catalog: Catalog, limit: int = 50) -> pd.DataFrame:
 
 
 # ---- search quality -----------------------------------------------------------
-def latest_evaluation(home: str | Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest ``<home>/evaluations/*.json`` (by modification time) and its content."""
-    files = sorted(Path(home).glob("evaluations/*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+def latest_evaluation(
+    home: str | Path, kind: str | None = "lfw"
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest ``<home>/evaluations/<kind>-*.json`` (by modification time) and its content;
+    ``kind`` None: of any kind (``lfw``, ``search``, ``detectors``)."""
+    pattern = "evaluations/*.json" if kind is None else f"evaluations/{kind}-*.json"
+    files = sorted(Path(home).glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
     if not files:
         return None
     path = files[-1]
@@ -201,11 +205,13 @@ def latest_evaluation(home: str | Path) -> tuple[Path, dict[str, Any]] | None:
 def search_quality(cal: Calibration, home: str | Path) -> dict[str, Any]:
     """The pack's calibration in use, and the newest evaluation under ``<home>/evaluations``.
 
-    Keys: pack, calibrated, threshold (cosine read as 85 %), accuracy,
-    check_accuracy, protocol, evaluation_file and evaluation (None when
-    there is none yet).
+    Keys: pack, calibrated, threshold (the same-person cosine of LFW View 1), accuracy,
+    check_accuracy, protocol, false_match (how the similarity % was measured),
+    cosine_at_85, evaluation_file and evaluation (the newest LFW View 2 comparison, None
+    when there is none yet).
     """
     latest = latest_evaluation(home)
+    curve = cal.false_match
     return {
         "pack": cal.pack,
         "calibrated": cal.calibrated,
@@ -213,9 +219,96 @@ def search_quality(cal: Calibration, home: str | Path) -> dict[str, Any]:
         "accuracy": cal.accuracy,
         "check_accuracy": cal.check_accuracy,
         "protocol": cal.protocol,
+        "false_match": None if curve is None else curve.protocol,
+        "cosine_at_85": round(cal.cosine_at(85.0), 4),
         "evaluation_file": None if latest is None else str(latest[0]),
         "evaluation": None if latest is None else latest[1],
     }
+
+
+def expected_strangers_table(cal: Calibration, gallery: int) -> pd.DataFrame:
+    """Per similarity %: the pair false-match rate and the strangers a search of this
+    archive (``gallery`` faces) and of 10k / 100k / 1M faces returns on average."""
+    from workbench.faces.false_match import fmr_of_percent
+
+    rows = []
+    for pct in (70, 75, 80, 85, 90, 95):
+        fmr = fmr_of_percent(pct)
+        rows.append(
+            {
+                "similarity %": pct,
+                "cosine": round(cal.cosine_at(pct), 3),
+                "pair false-match rate": fmr,
+                "this archive": fmr * gallery,
+                "10k faces": fmr * 1e4,
+                "100k faces": fmr * 1e5,
+                "1M faces": fmr * 1e6,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def search_evaluation_table(evaluation: dict[str, Any]) -> pd.DataFrame:
+    """One row per threshold of an ``evaluate search`` (1:N) document."""
+    rows = []
+    for r in evaluation.get("thresholds", []):
+        rows.append(
+            {
+                "similarity %": r["percent"],
+                "default": r["default"],
+                "precision": r["precision"],
+                "recall": r["recall"],
+                "strangers / query": r["strangers_per_query"],
+                "predicted": r["predicted_strangers_per_query"],
+                "queries with a stranger": r["queries_with_stranger"],
+                "pair FMR": r["pair_fmr"],
+                **{f"at {int(n):,}": v for n, v in r["expected_strangers"].items()},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def strangers_figure(evaluation: dict[str, Any]) -> Any:
+    """Strangers per query (measured and predicted, log scale) and recall by similarity %."""
+    go = require("plotly.graph_objects", "notebooks", "workbench charts")
+    table = search_evaluation_table(evaluation)
+    fig = go.Figure()
+    floor = 1.0 / max(1, int(evaluation.get("queries", 1)))
+    fig.add_trace(
+        go.Scatter(
+            x=table["similarity %"],
+            y=[max(v, floor / 2) for v in table["strangers / query"]],
+            mode="lines+markers",
+            name="strangers / query, measured",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=table["similarity %"],
+            y=table["predicted"],
+            mode="lines",
+            line={"dash": "dash"},
+            name="predicted by the calibration",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=table["similarity %"],
+            y=table["recall"],
+            mode="lines+markers",
+            name="recall",
+            yaxis="y2",
+        )
+    )
+    fig.update_layout(
+        title=f"1:N search, {evaluation.get('pack')}: {evaluation.get('queries')} queries "
+        f"against {evaluation.get('gallery_faces')} faces",
+        xaxis={"title": "similarity %"},
+        yaxis={"title": "strangers per query", "type": "log"},
+        yaxis2={"title": "recall", "overlaying": "y", "side": "right", "range": [0, 1.01]},
+        legend={"x": 0.02, "y": 0.02},
+    )
+    return fig
 
 
 # ---- the report's bookmark ----------------------------------------------------
@@ -425,6 +518,9 @@ def accuracy_figure(evaluation: dict[str, Any]) -> Any:
 
 __all__ = [
     "accuracy_figure",
+    "expected_strangers_table",
+    "search_evaluation_table",
+    "strangers_figure",
     "counts_by_source_status",
     "counts_figure",
     "device_used",

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
+from workbench.analysis.search import SETTINGS_TOP_K
 from workbench.api import schemas
 from workbench.api.problems import PROBLEM_TYPE, ApiProblem
 from workbench.api.state import BEARER_KEY, HEADER_KEY, ApiState, require_key, state_of
@@ -98,11 +99,14 @@ def search(
         int | None, Form(ge=1, le=MAX_TOP_K, description="matches per face [default: 10]")
     ] = None,
     all: Annotated[  # noqa: A002 - the API's word
-        bool, Form(description="every match at or above the threshold (up to 16384 per face)")
+        bool, Form(description="every match at or above the threshold, however many")
     ] = False,
     source: Annotated[
         str | None, Form(max_length=512, description="only photos of this source")
     ] = None,
+    include_low_quality: Annotated[
+        bool, Form(description="also match faces below the quality gate (tiny, blurred, turned)")
+    ] = False,
 ) -> list[dict[str, Any]]:
     """Every face in the photo with its matches, best first: what `workbench search --json`
     prints for the same photo."""
@@ -111,7 +115,11 @@ def search(
     check_pixels(photo.filename or "the photo", data, settings.api.max_upload_pixels)
     state.loaded_pack()
     results = state.wb.search(
-        data, top_k=MAX_TOP_K if all else top_k, threshold=threshold, source=source
+        data,
+        top_k=None if all else (top_k or SETTINGS_TOP_K),
+        threshold=threshold,
+        source=source,
+        include_low_quality=include_low_quality,
     )
     return [r.to_dict() for r in results]
 
@@ -167,7 +175,7 @@ PhotoId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 def photo(state: State, photo_id: PhotoId) -> dict[str, Any]:
     from workbench.analysis.gallery import photo_detail
 
-    return photo_detail(state.wb.catalog, photo_id).to_dict()
+    return photo_detail(state.wb.catalog, photo_id, gate=state.settings.quality).to_dict()
 
 
 @v1.get(

@@ -27,14 +27,46 @@ class SearchMatch(_Model):
     face_id: int
     photo_id: int
     box: list[float] = Field(description="x1, y1, x2, y2 in the photo's pixels")
-    similarity: float = Field(description="calibrated similarity, % (85 = same person)")
+    similarity: float = Field(
+        description="similarity, %: 85 lets one stranger in 100,000 faces through, each 5 "
+        "points between 70 and 95 a factor of ten"
+    )
     cosine: float
+    person_id: int | None = Field(description="the named or confirmed person of the face")
+    person: str | None = Field(description="that person's name, if named")
+    also_at: list[str] = Field(description="uris of the photo's recorded copies")
+
+
+class FaceQualityOut(_Model):
+    size: float = Field(description="shorter side of the face box, px")
+    score: float
+    sharpness: float
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class PersonGroup(_Model):
+    person_id: int
+    name: str | None
+    photos: int
+    faces: int
+    best_similarity: float
+    face_ids: list[int] = Field(description="the person's matches, best first")
 
 
 class SearchFace(_Model):
     box: list[float] = Field(description="the face in the sample, x1, y1, x2, y2")
     score: float = Field(description="detector confidence")
     matches: list[SearchMatch]
+    quality: FaceQualityOut | None = Field(description="how usable the sample's face is")
+    gallery: int = Field(description="faces searched")
+    threshold: float = Field(description="the similarity % used")
+    expected_strangers: float = Field(
+        description="strangers expected among the matches at this threshold in this gallery"
+    )
+    complete: bool = Field(description="every match at or above the threshold is listed")
+    people: list[PersonGroup] = Field(description="matches of named or confirmed people")
 
 
 # ---- photos --------------------------------------------------------------------------
@@ -54,7 +86,7 @@ class PhotoItem(_Model):
     uri: str
     source: str
     origin: str
-    status: str = Field(description="the catalog's: done, no_faces, error, pending")
+    status: str = Field(description="the catalog's: done, no_faces, error, pending, duplicate")
     category: str = Field(description="the gallery's: faces, no_faces, errors, pending")
     n_faces: int
     width: int | None
@@ -82,6 +114,12 @@ class FaceInPhoto(_Model):
     person_id: int | None
     person_name: str | None
     cluster: int | None
+    quality: dict[str, float] | None = Field(
+        description="size (px), sharpness, yaw, pitch, roll; null if measured before quality was"
+    )
+    below_gate: list[str] = Field(
+        description="why the face is left out of search and clustering (empty: it is not)"
+    )
 
 
 class PhotoDetail(_Model):
@@ -103,6 +141,8 @@ class PhotoDetail(_Model):
     faces: list[FaceInPhoto]
     provenance: dict[str, Any]
     name: str
+    copies: list[str] = Field(description="uris of the photo's recorded copies (also at)")
+    duplicate_of: int | None = Field(description="for a copy: the photo it copies")
 
 
 # ---- people --------------------------------------------------------------------------

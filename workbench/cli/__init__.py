@@ -25,7 +25,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     "api-key": ("api", "Make, list and revoke the HTTP API's keys (only their hashes are stored)."),
     "calibrate": (
         "evaluate",
-        "Measure the pack's same-person threshold on LFW (read as 85 % similarity).",
+        "Measure the pack's false-match rates and same-person threshold on LFW.",
     ),
     "cluster": (
         "people",
@@ -42,7 +42,10 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
         "workers",
         "Publish one job per photo of SOURCES for `workbench worker`s to analyse.",
     ),
-    "evaluate": ("evaluate", "Measure packs on LFW (k-fold View 2) or a CelebA-format folder."),
+    "evaluate": (
+        "evaluate",
+        "Measure packs: LFW (k-fold View 2), 1:N search, or a CelebA-format folder.",
+    ),
     "export": ("export", "Write faces, photos or people to a CSV, JSON or XLSX file."),
     "ingest": ("photos", "Detect, embed and store every face in PATHS."),
     "milvus": ("milvus", "Run a local Milvus server (standalone, embedded etcd; no Docker)."),
@@ -52,6 +55,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
         "embedder makes a pack: --pack mtcnn+mobilefacenet, or --detector / --embedder).",
     ),
     "people": ("people", "List and correct people: name, merge, split, hide, reject faces."),
+    "quality": ("photos", "Measure size, sharpness and pose of faces stored without them."),
     "reindex": (
         "photos",
         "Rebuild the pack's vector collection from the catalog (no models run).",

@@ -46,6 +46,13 @@ from workbench.errors import WorkbenchError
     "with, else the embedder's own].",
 )
 @click.option(
+    "--impostor-images",
+    type=click.IntRange(0),
+    default=None,
+    help="LFW images whose faces measure the false-match rates: N evenly spaced ones, 0 "
+    "for none (the similarity % then keeps the shipped curve) [default: every image].",
+)
+@click.option(
     "--write",
     type=click.Choice(["home", "package", "none"]),
     default="home",
@@ -63,11 +70,18 @@ def calibrate(
     check: str,
     no_check: bool,
     metric: str | None,
+    impostor_images: int | None,
     write: str,
     as_json: bool,
     no_progress: bool,
 ) -> None:
-    """Measure the pack's same-person threshold on LFW (read as 85 % similarity)."""
+    """Measure the pack's false-match rates and same-person threshold on LFW.
+
+    The false-match rates (every LFW image's faces against other people's) set what
+    a similarity % means for this pack: 85 % lets one stranger in 100,000 through.
+    The same-person threshold is fitted on View 1's training pairs and checked on
+    its test pairs.
+    """
     from workbench.evaluation.calibrate import calibrate_on_lfw, write_calibration
 
     with open_workbench(ctx) as wb:
@@ -79,6 +93,7 @@ def calibrate(
             limits=wb.settings.limits,
             progress=not no_progress,
             metric=metric or wb.metric,  # type: ignore[arg-type]
+            impostor_images=impostor_images,
         )
         result = write_calibration(result, write, wb.home)
     show(result, as_json)
@@ -86,7 +101,7 @@ def calibrate(
 
 @click.group()
 def evaluate() -> None:
-    """Measure packs on LFW (k-fold View 2) or a CelebA-format folder."""
+    """Measure packs: LFW (k-fold View 2), 1:N search, or a CelebA-format folder."""
 
 
 @evaluate.command("lfw")
@@ -184,6 +199,78 @@ def evaluate_lfw_cmd(
             )
     for name, reason in result.skipped:
         say(f"{name}: skipped ({reason})")
+    if saved:
+        say(f"saved to {saved}")
+
+
+@evaluate.command("search")
+@click.option(
+    "--lfw-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="LFW directory (images/<Name>/<Name>_0001.jpg): the folder names the person.",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A CSV of path,identity (paths relative to it) for any labelled folder.",
+)
+@click.option(
+    "--ingest/--no-ingest",
+    default=True,
+    show_default=True,
+    help="Ingest the labelled photos into the home first (those already there are skipped).",
+)
+@click.option(
+    "--include-low-quality",
+    is_flag=True,
+    help="Search faces below the quality gate too (default: left out, as a search does).",
+)
+@click.option(
+    "--save/--no-save",
+    default=True,
+    show_default=True,
+    help="Keep the JSON document in <home>/evaluations/search-<time>.json.",
+)
+@json_option()
+@no_progress_option()
+@click.pass_context
+def evaluate_search_cmd(
+    ctx: click.Context,
+    lfw_dir: str | None,
+    labels_csv: str | None,
+    ingest: bool,
+    include_low_quality: bool,
+    save: bool,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """1:N search as users search: every labelled photo against all the others.
+
+    Every photo of a person with two or more photos is a query against every other
+    face of the home (bystanders included), at the default threshold and at 70, 80,
+    90 and 95 %: rank-1, precision, recall, strangers per query, the pair false-match
+    rate, the strangers to expect in archives of 10k, 100k and 1M faces, and what the
+    calibration predicted for this gallery.
+    """
+    from workbench.evaluation.archive_search import photo_folder
+
+    photo_folder(lfw_dir, labels_csv)  # checked before any model loads
+    with open_workbench(ctx) as wb:
+        result = wb.evaluate_search(
+            lfw_dir,
+            labels_csv,
+            ingest=ingest,
+            include_low_quality=include_low_quality,
+            progress=not no_progress,
+        )
+        saved = result.save(wb.home) if save else None
+    if as_json:
+        emit({**result.to_dict(), "saved": str(saved) if saved else None})
+        return
+    say(result.summary())
     if saved:
         say(f"saved to {saved}")
 

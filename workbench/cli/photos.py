@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,9 @@ from workbench.cli._common import emit, json_option, no_progress_option, open_wo
 from workbench.redaction import printable
 from workbench.sources.base import named
 from workbench.sources.tokens import ask_missing_tokens
+
+if TYPE_CHECKING:
+    from workbench.analysis.search import Match, QueryFace
 
 
 @click.command()
@@ -127,9 +130,11 @@ def _print_report(report: Any, as_json: bool) -> None:
     sources = set(report.source_errors)
     verb = {"ingest": "ingested", "register": "registered", "embed": "embedded"}[report.kind]
     pending = f", {report.pending} pending" if report.kind == "register" else ""
+    copies = f", {c['duplicates']} copies of photos already here" if c["duplicates"] else ""
     say(
         f"{c['photos']} photos {verb}: {c['faces']} faces, {c['no_faces']} without faces, "
-        f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog "
+        f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog"
+        f"{copies} "
         f"({report.seconds:.1f} s, {report.photos_per_second:.2f} photos/s)"
     )
     photo_errors = [d for d in report.error_details if d not in sources]
@@ -145,26 +150,53 @@ def _print_report(report: Any, as_json: bool) -> None:
     "--top-k", type=click.IntRange(1, 16384), default=None, help="Matches per face [default: 10]."
 )
 @click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Every match at or above the threshold, however many (instead of the top K).",
+)
+@click.option(
     "--threshold",
     type=float,
     default=None,
-    help="Minimum similarity in percent [default: 85 = the pack's same-person threshold].",
+    help="Minimum similarity in percent [default: 85 = one stranger in 100,000 faces; each "
+    "5 points between 70 and 95 a factor of ten].",
 )
 @click.option("--source", default=None, help="Only match photos from this source.")
+@click.option(
+    "--include-low-quality",
+    is_flag=True,
+    help="Also match faces below the quality gate (tiny, blurred, turned away).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as one JSON document.")
 @click.pass_context
 def search(
     ctx: click.Context,
     image: str,
     top_k: int | None,
+    every: bool,
     threshold: float | None,
     source: str | None,
+    include_low_quality: bool,
     as_json: bool,
 ) -> None:
-    """Find the people of a sample IMAGE among the stored faces."""
+    """Find the people of a sample IMAGE among the stored faces.
+
+    Each face of the sample gets its matches, those of named or confirmed people
+    grouped first, and how many strangers to expect among them in this archive.
+    """
+    from workbench.analysis.search import SETTINGS_TOP_K
+
+    if every and top_k is not None:
+        raise click.UsageError("give --top-k or --all, not both")
     with open_workbench(ctx) as wb:
-        results = wb.search(image, top_k=top_k, threshold=threshold, source=source)
-        thr = wb.settings.search.resolve_threshold(threshold)
+        results = wb.search(
+            image,
+            top_k=None if every else (top_k or SETTINGS_TOP_K),
+            threshold=threshold,
+            source=source,
+            include_low_quality=include_low_quality,
+        )
     if as_json:
         emit([r.to_dict() for r in results])
         return
@@ -172,14 +204,37 @@ def search(
         say(f"no face found in {printable(image)}")
         return
     for i, face in enumerate(results, 1):
-        box = ", ".join(f"{v:.0f}" for v in face.box)
-        say(f"face {i} at [{box}]: {len(face.matches)} matches ≥ {thr:g}%")
-        for m in face.matches:
-            mbox = ", ".join(f"{v:.0f}" for v in m.box)
-            say(
-                f"  {m.similarity:5.1f}%  cos {m.cosine:.2f}  {printable(m.photo)}  [{mbox}]  "
-                f"({printable(m.source)}, face {m.face_id})"
-            )
+        say_query_face(i, face)
+
+
+def say_query_face(i: int, face: QueryFace) -> None:
+    """One face of a sample and its answer: people first, then the loose faces."""
+    box = ", ".join(f"{v:.0f}" for v in face.box)
+    shown = "" if face.complete else " (the best; --all for every one)"
+    say(
+        f"face {i} at [{box}]: {len(face.matches)} matches ≥ {face.threshold:g}%{shown}; "
+        f"{face.gallery:,} faces searched, {face.expected_strangers:.2g} strangers expected "
+        "among the matches"
+    )
+    by_id = {m.face_id: m for m in face.matches}
+    for group in face.people:
+        photos = "photo" if group.photos == 1 else "photos"
+        say(f"  {printable(group.label)} — {group.photos} {photos} (best {group.best:.1f}%)")
+        for fid in group.face_ids:
+            _say_match(by_id[fid], "    ")
+    if face.people and face.loose:
+        say("  other faces:")
+    for m in face.loose:
+        _say_match(m, "  ")
+
+
+def _say_match(m: Match, indent: str) -> None:
+    mbox = ", ".join(f"{v:.0f}" for v in m.box)
+    also = f"; also at {', '.join(printable(u) for u in m.also_at)}" if m.also_at else ""
+    say(
+        f"{indent}{m.similarity:5.1f}%  cos {m.cosine:.2f}  {printable(m.photo)}  [{mbox}]  "
+        f"({printable(m.source)}, face {m.face_id}{also})"
+    )
 
 
 @click.command()
@@ -253,4 +308,32 @@ def packs() -> None:
     )
 
 
-COMMANDS = [ingest, embed, search, stats, reindex, delete, packs]
+@click.command()
+@click.option("--all-packs", is_flag=True, help="Faces of every pack, not only the open one.")
+@json_option("Print the counts as one JSON document.")
+@no_progress_option()
+@click.pass_context
+def quality(ctx: click.Context, all_packs: bool, as_json: bool, no_progress: bool) -> None:
+    """Measure size, sharpness and pose of faces stored without them.
+
+    Faces ingested before quality was measured get it here (their photos are read
+    again for sharpness); new faces get it when they are analysed. Faces below the
+    quality gate (WORKBENCH_QUALITY__*) stay in the catalog and the gallery but are
+    left out of search answers and clustering.
+    """
+    with open_workbench(ctx) as wb:
+        report = wb.measure_quality(every_pack=all_packs, progress=not no_progress)
+    if as_json:
+        emit(report.to_dict())
+        return
+    say(
+        f"{report.faces} faces of {report.photos} photos measured"
+        f" ({report.unread} photos could not be read again: size and pose only)"
+        if report.unread
+        else f"{report.faces} faces of {report.photos} photos measured"
+    )
+    for uri, reason in report.errors[:20]:
+        say(f"  {printable(uri)}: {printable(reason)}", err=True)
+
+
+COMMANDS = [ingest, embed, search, stats, reindex, delete, packs, quality]

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from workbench.errors import WorkbenchError
 from workbench.evaluation.compare import group_photos, save_evaluation
-from workbench.evaluation.lfw import LfwError, images_root
+from workbench.evaluation.lfw import images_root, lfw_images
 from workbench.faces.pack import keep_faces
 from workbench.faces.types import DetectedFace, Detector
 from workbench.imaging.decode import decode_image
@@ -311,22 +311,6 @@ def no_face_photos(dev_dir: str | Path) -> list[Path]:
     if not out:
         raise WorkbenchError(f"{labels} lists no no-face photos (category 'no_face')")
     return out
-
-
-def lfw_images(lfw_dir: str | Path, limit: int | None = None) -> list[Path]:
-    """LFW's images in name order; ``limit`` picks that many evenly spaced ones.
-
-    Evenly spaced rather than the first N: the first N are a handful of
-    people whose names start with A, a spread subset is many people, and it
-    is the same subset on every run.
-    """
-    root = images_root(lfw_dir)
-    paths = sorted(root.glob("*/*.jpg"))
-    if not paths:
-        raise LfwError(f"no LFW images (<Name>/<Name>_0001.jpg) under {root}")
-    if limit is None or limit >= len(paths):
-        return paths
-    return [paths[i * len(paths) // limit] for i in range(limit)]
 
 
 def _read(path: Path, limits: LimitSettings) -> NDArray[np.uint8] | str:

@@ -155,6 +155,22 @@ def images_root(lfw_dir: str | Path) -> Path:
     return lfw_dir
 
 
+def lfw_images(lfw_dir: str | Path, limit: int | None = None) -> list[Path]:
+    """LFW's images in name order; ``limit`` picks that many evenly spaced ones.
+
+    Evenly spaced rather than the first N: the first N are a handful of
+    people whose names start with A, a spread subset is many people, and it
+    is the same subset on every run.
+    """
+    root = images_root(lfw_dir)
+    paths = sorted(root.glob("*/*.jpg"))
+    if not paths:
+        raise LfwError(f"no LFW images (<Name>/<Name>_0001.jpg) under {root}")
+    if limit is None or limit >= len(paths):
+        return paths
+    return [paths[i * len(paths) // limit] for i in range(limit)]
+
+
 def image_path(root: Path, name: str, number: int) -> Path:
     return root / name / f"{name}_{number:04d}.jpg"
 
@@ -222,6 +238,9 @@ class EmbeddedImage:
     face: DetectedFace | None = None
     size: tuple[int, int] = (0, 0)
     """Image width and height."""
+    all_faces: NDArray[np.float32] | None = None
+    """Embeddings of every face the pack detected, best first (the chosen one at ``chosen``);
+    the other faces are bystanders, strangers to the image's person."""
 
 
 def choose_face(faces: Sequence[AnalyzedFace], width: int, height: int) -> int:
@@ -252,9 +271,8 @@ def _chosen(
 ) -> EmbeddedImage:
     h, w = rgb.shape[:2]
     i = choose_face(faces, w, h)
-    return EmbeddedImage(
-        np.asarray(faces[i].embedding, dtype=np.float32), n, i, how, faces[i].detection, (w, h)
-    )
+    every = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
+    return EmbeddedImage(every[i], n, i, how, faces[i].detection, (w, h), every)
 
 
 def centre_face(cache: dict[Path, EmbeddedImage], size: tuple[int, int]) -> DetectedFace:

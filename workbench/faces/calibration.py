@@ -1,32 +1,47 @@
 """Per-pack calibration: a similarity percentage that means the same for every model.
 
-``percent = 100 · σ(slope · (cos − threshold) + logit(0.85))``: the pack's
-same-person threshold (best accuracy on LFW View 1, pairsDevTrain.txt) reads
-as 85 % for every pack, and ``slope`` (Platt scaling on the same pairs)
-spreads the rest so that equal percentages mean equal odds of a match.
+The percentage is a **pair false-match rate** (`workbench.faces.false_match`): each
+pack's `FmrCurve`, measured on its impostor pairs, says how often a stranger's face
+reaches a cosine similarity, and a fixed scale turns that rate into a percentage
+(85 % = one stranger in 100,000 faces, every 5 points a factor of ten between 70 and
+95 %). So 85 % lets through the same share of strangers with every pack, and a
+search can say how many strangers to expect in the gallery it searched. The curve
+is in cosine similarity, so it serves collections compared by L2 as well.
 
-A calibration is fitted for one metric. For ``l2`` the threshold is a
-Euclidean distance between unit vectors (``d = √(2 − 2·cos)``), fitted on
-distances, and closer reads higher: ``σ(slope · (threshold − d) + …)``. The
-shipped file keys L2 fits ``<pack>@l2``; a pack with only a cosine fit gets
-it converted (the same decisions; the slope matched at the threshold).
+Each entry also keeps the pack's same-person threshold (best accuracy on LFW View 1,
+pairsDevTrain.txt) and a logistic slope fitted there, for verification measures.
+A calibration is fitted for one metric: for ``l2`` the threshold is a Euclidean
+distance between unit vectors (``d = √(2 − 2·cos)``). The shipped file keys L2 fits
+``<pack>@l2``; a pack with only a cosine fit gets it converted.
+
+Entries written before the false-match scale (``version`` 1, no ``false_match``)
+keep their threshold, but their percentage follows a generic curve until
+``workbench calibrate`` measures the pack again.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from workbench.faces.false_match import (
+    SCALE_VERSION,
+    FmrCurve,
+    cosine_at_percent,
+    expected_strangers,
+    fmr_of_percent,
+)
+from workbench.faces.false_match import (
+    percent as scale_percent,
+)
 from workbench.settings import Metric
 
-ANCHOR_PERCENT = 85.0
-_ANCHOR_LOGIT = math.log(ANCHOR_PERCENT / (100.0 - ANCHOR_PERCENT))
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -44,9 +59,10 @@ def l2_to_cosine(distance: float) -> float:
 class Calibration:
     pack: str
     threshold: float
-    """Where two faces are judged the same person (reads as 85 %): a cosine similarity,
-    or for ``metric == "l2"`` a Euclidean distance between the unit vectors."""
+    """The same-person threshold of LFW View 1 (best accuracy): a cosine similarity, or for
+    ``metric == "l2"`` a Euclidean distance between the unit vectors."""
     slope: float
+    """Logistic (Platt) slope of P(same person) at the threshold, on the same pairs."""
     calibrated: bool = True
     protocol: str = "LFW View 1 pairsDevTrain.txt"
     accuracy: float | None = None
@@ -65,32 +81,41 @@ class Calibration:
     ``evaluation/lfw_cluster.py``); ``None``: DBSCAN."""
     metric: Metric = "cosine"
     """What ``threshold`` and ``slope`` were fitted on."""
+    false_match: FmrCurve | None = None
+    """The pack's pair false-match rate by cosine (None: not measured; a generic curve)."""
+    version: int = 1
+    """The meaning of the percentage this entry was written for (`SCALE_VERSION`)."""
 
     @property
     def cosine_threshold(self) -> float:
         """The same-person threshold as a cosine similarity, whatever the metric."""
         return self.threshold if self.metric == "cosine" else l2_to_cosine(self.threshold)
 
-    def _closeness(self, cosine: float | NDArray[np.floating]) -> NDArray[np.float64]:
-        """How far past the threshold, in the metric's units (positive: more alike)."""
-        c = np.asarray(cosine, dtype=np.float64)
-        if self.metric == "l2":
-            return self.threshold - np.asarray(cosine_to_l2(c))
-        return c - self.threshold
+    @property
+    def curve(self) -> FmrCurve:
+        """The false-match curve the percentage follows (a generic one when not measured)."""
+        return self.false_match if self.false_match is not None else UNCALIBRATED_CURVE
 
     def percent(self, cosine: float | NDArray[np.floating]) -> NDArray[np.float64] | float:
-        """Calibrated similarity of faces with this cosine similarity (any metric)."""
-        z = self.slope * self._closeness(cosine) + _ANCHOR_LOGIT
-        out = 100.0 / (1.0 + np.exp(-z))
+        """Similarity % of faces with this cosine similarity (any metric): the pair
+        false-match rate at it, on the fixed scale of `workbench.faces.false_match`."""
+        out = scale_percent(self.curve, cosine)
         return float(out) if np.ndim(out) == 0 else out
 
     def cosine_at(self, percent: float) -> float:
-        """The cosine similarity that reads as ``percent`` (inverse of `percent`)."""
-        p = min(max(percent, 1e-6), 100.0 - 1e-6) / 100.0
-        past = (math.log(p / (1.0 - p)) - _ANCHOR_LOGIT) / self.slope
-        if self.metric == "l2":
-            return l2_to_cosine(max(0.0, self.threshold - past))
-        return self.threshold + past
+        """The cosine similarity that reads as ``percent`` (inverse of `percent`; never past
+        ±1, where no two faces can be)."""
+        if percent <= 0.0:
+            return -1.0  # 0 %: every face
+        return min(1.0, max(-1.0, cosine_at_percent(self.curve, percent)))
+
+    def false_match_rate(self, cosine: float) -> float:
+        """How often a stranger's face reaches this cosine similarity with this pack."""
+        return float(self.curve.fmr(cosine))
+
+    def expected_strangers(self, percent: float, faces: int) -> float:
+        """Strangers a search of ``faces`` faces returns on average at ``percent``."""
+        return expected_strangers(fmr_of_percent(percent), faces)
 
     def as_l2(self) -> Calibration:
         """This cosine fit expressed for L2: the same threshold, the slope matched there."""
@@ -108,9 +133,11 @@ class Calibration:
 
 
 # A cautious guess for packs nobody calibrated: ArcFace-style models put
-# same-person pairs mostly above 0.35 cosine.
+# same-person pairs mostly above 0.35 cosine, and strangers near 0 with a spread of
+# about 0.1 (MobileFaceNet on LFW: mean -0.01, std 0.11).
 UNCALIBRATED_THRESHOLD = 0.35
 UNCALIBRATED_SLOPE = 12.0
+UNCALIBRATED_CURVE = FmrCurve.normal(0.0, 0.11, "generic: strangers ~ N(0, 0.11) in cosine")
 
 
 def read_calibrations(path: Path | None) -> dict[str, dict]:
@@ -168,9 +195,7 @@ def load_calibration(
                 entry = table.get(key)
                 if not entry:
                     continue
-                # Keys this version does not know (written by a newer one) are ignored.
-                known = {k: v for k, v in entry.items() if k in _FIELDS}
-                cal = Calibration(**{**known, "pack": pack})
+                cal = _from_entry(entry, pack, tables, key)
                 if name != pack:
                     cal = replace(cal, protocol=f"{cal.protocol}, fitted for pack {name}")
                 if cal.metric != metric:
@@ -183,6 +208,24 @@ def load_calibration(
         pack, UNCALIBRATED_THRESHOLD, UNCALIBRATED_SLOPE, calibrated=False, protocol="none"
     )
     return cal.as_l2() if metric == "l2" else cal
+
+
+def _from_entry(
+    entry: dict[str, Any], pack: str, tables: list[dict[str, dict]], key: str
+) -> Calibration:
+    """A calibration file entry as a `Calibration` (the false-match curve, when the entry has
+    none, from the same key in a later table: a home's older fit over a shipped newer one)."""
+    # Keys this version does not know (written by a newer one) are ignored.
+    known = {k: v for k, v in entry.items() if k in _FIELDS}
+    curve = entry.get("false_match")
+    for k in dict.fromkeys((key, key.split("@")[0])):  # the curve is the same for L2 fits
+        for table in tables:
+            if curve is None:
+                curve = table.get(k, {}).get("false_match")
+    known["false_match"] = FmrCurve.from_dict(curve) if curve else None
+    if curve and known.get("version", 1) < SCALE_VERSION:
+        known["version"] = SCALE_VERSION
+    return Calibration(**{**known, "pack": pack})
 
 
 def _cluster_method(tables: list[dict[str, dict]], pack: str) -> str | None:

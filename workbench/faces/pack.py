@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 from numpy.typing import NDArray
 
+from workbench.faces.quality import measure as measure_quality
 from workbench.faces.types import AnalyzedFace, DetectedFace, Detector, Embedder
 from workbench.monitoring.metrics import observe_stage
 from workbench.settings import DetectionSettings, Metric
@@ -69,7 +70,9 @@ class ModelPack(ABC):
         if not faces:
             return []
         vectors = self._embed(rgb, faces)
-        return [AnalyzedFace(f, v) for f, v in zip(faces, vectors, strict=True)]
+        return [
+            AnalyzedFace(f, v, measure_quality(rgb, f)) for f, v in zip(faces, vectors, strict=True)
+        ]
 
     def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
         """`analyze` over a batch; packs that can batch across photos override this."""
@@ -119,6 +122,47 @@ def keep_faces(faces: Sequence[DetectedFace], detection: DetectionSettings) -> l
         if f.score >= detection.min_score and min(f.width, f.height) >= detection.min_face_size
     ]
     return sorted(kept, key=lambda f: -f.score)
+
+
+PAD_SIDE = 640
+"""The photo is scaled to at most this side before padding (the detectors' input size)."""
+
+
+def padded_canvas(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], tuple[float, int, int]]:
+    """The photo, scaled to at most `PAD_SIDE`, centred on a square canvas twice its longer
+    side filled with its mean colour; and (scale, x offset, y offset) to map back."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, PAD_SIDE / max(h, w))
+    small = rgb
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    sh, sw = small.shape[:2]
+    side = 2 * max(sh, sw)
+    canvas = np.empty((side, side, 3), dtype=np.uint8)
+    canvas[:] = small.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    x0, y0 = (side - sw) // 2, (side - sh) // 2
+    canvas[y0 : y0 + sh, x0 : x0 + sw] = small
+    return canvas, (scale, x0, y0)
+
+
+def unpad(
+    face: DetectedFace, place: tuple[float, int, int], shape: tuple[int, ...]
+) -> DetectedFace:
+    """A face found on `padded_canvas` in the photo's own pixels (the box kept inside it)."""
+    scale, x0, y0 = place
+    h, w = shape[:2]
+    x1, y1, x2, y2 = face.box
+    box = (
+        max(0.0, (x1 - x0) / scale),
+        max(0.0, (y1 - y0) / scale),
+        min(float(w), (x2 - x0) / scale),
+        min(float(h), (y2 - y0) / scale),
+    )
+    marks = ((face.landmarks - np.array([x0, y0], dtype=np.float32)) / scale).astype(np.float32)
+    return DetectedFace(box, marks, face.score)
 
 
 def observe_per_photo(stage: str, seconds: float, photos: int) -> None:
@@ -199,18 +243,54 @@ class ComposedPack(ModelPack):
         return self.analyze_many([rgb])[0]
 
     def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
-        """Detect the batch (detectors that can, together), then embed all its faces at once."""
+        """Detect the batch (detectors that can, together), then embed all its faces at once.
+
+        A photo where nothing is found is looked at once more on a padded canvas
+        (`detection.pad_retry`): a face that fills the whole photo (a face crop, an ID
+        photo, an avatar) is larger than detectors are trained to see.
+        """
         self.load()
         start = time.perf_counter()
-        found = self.detector.detect_many(images, self.detection)
+        prepared = self._prepare(images)
+        per_photo = [self._keep(faces) for faces in self._detect_prepared(prepared)]
+        empty = [i for i, faces in enumerate(per_photo) if not faces]
+        if empty and self.detection.pad_retry:
+            for i, faces in zip(
+                empty, self._detect_padded([images[i] for i in empty]), strict=True
+            ):
+                per_photo[i] = faces
         observe_per_photo("detect", time.perf_counter() - start, len(images))
-        per_photo = [self._keep(faces) for faces in found]
         if not any(per_photo):
             return [[] for _ in images]
         start = time.perf_counter()
-        vectors = iter(self.embedder.embed_many(images, per_photo))
+        vectors = iter(self._embed_prepared(prepared, per_photo))
         observe_per_photo("embed", time.perf_counter() - start, sum(1 for f in per_photo if f))
-        return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
+        return [
+            [AnalyzedFace(f, next(vectors), measure_quality(img, f)) for f in faces]
+            for img, faces in zip(images, per_photo, strict=True)
+        ]
+
+    def _prepare(self, images: Sequence[NDArray[np.uint8]]) -> Sequence[NDArray[np.uint8]]:
+        """The photos as both halves want them (one conversion shared by detection and
+        alignment); RGB as given by default."""
+        return images
+
+    def _detect_prepared(self, prepared: Sequence[NDArray[np.uint8]]) -> list[list[DetectedFace]]:
+        return self.detector.detect_many(prepared, self.detection)
+
+    def _embed_prepared(
+        self, prepared: Sequence[NDArray[np.uint8]], faces: Sequence[Sequence[DetectedFace]]
+    ) -> NDArray[np.float32]:
+        return self.embedder.embed_many(prepared, faces)
+
+    def _detect_padded(self, images: Sequence[NDArray[np.uint8]]) -> list[list[DetectedFace]]:
+        """Detect on each photo centred in a canvas twice its size, in the photo's pixels."""
+        canvases, placements = zip(*(padded_canvas(img) for img in images), strict=True)
+        found = self._detect_prepared(self._prepare(list(canvases)))
+        return [
+            self._keep([unpad(f, place, img.shape) for f in faces])
+            for faces, place, img in zip(found, placements, images, strict=True)
+        ]
 
     @property
     def collection_name(self) -> str:

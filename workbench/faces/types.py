@@ -53,17 +53,53 @@ class DetectedFace:
 
 
 @dataclass(frozen=True)
+class FaceQuality:
+    """How usable a face is for recognition (`workbench.faces.quality` measures it)."""
+
+    size: float
+    """Shorter side of the box, in pixels of the photo."""
+    score: float
+    """The detector's confidence."""
+    sharpness: float
+    """Contrast-normalised Laplacian spread of the face's grey crop (0: flat or blurred)."""
+    yaw: float
+    pitch: float
+    roll: float
+    """Head turn, nod and tilt in degrees, estimated from the five landmarks."""
+
+    def scaled(self, factor: float) -> FaceQuality:
+        """The same face in a photo ``factor`` times larger (only the size changes)."""
+        if factor == 1.0:
+            return self
+        return FaceQuality(
+            self.size * factor, self.score, self.sharpness, self.yaw, self.pitch, self.roll
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "size": round(self.size, 1),
+            "score": round(self.score, 4),
+            "sharpness": round(self.sharpness, 4),
+            "yaw": round(self.yaw, 1),
+            "pitch": round(self.pitch, 1),
+            "roll": round(self.roll, 1),
+        }
+
+
+@dataclass(frozen=True)
 class AnalyzedFace:
-    """A detected face with its L2-normalised embedding."""
+    """A detected face with its L2-normalised embedding and how usable it is."""
 
     detection: DetectedFace
     embedding: NDArray[np.float32]
+    quality: FaceQuality | None = None
 
     def scaled(self, factor: float) -> AnalyzedFace:
         """The same face, its box and landmarks ``factor`` times larger (`DetectedFace.scaled`)."""
-        return (
-            self if factor == 1.0 else AnalyzedFace(self.detection.scaled(factor), self.embedding)
-        )
+        if factor == 1.0:
+            return self
+        quality = self.quality.scaled(factor) if self.quality is not None else None
+        return AnalyzedFace(self.detection.scaled(factor), self.embedding, quality)
 
 
 def l2_normalize(x: NDArray[np.floating]) -> NDArray[np.float32]:

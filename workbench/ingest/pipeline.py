@@ -26,6 +26,7 @@ from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.faces.pack import ModelPack
 from workbench.faces.types import AnalyzedFace
 from workbench.imaging.decode import DecodedImage, decode_image, sha256
+from workbench.imaging.duplicates import DuplicateIndex, perceptual_hash
 from workbench.imaging.thumbnails import ThumbnailCache
 from workbench.monitoring import metrics as mon
 from workbench.monitoring.logs import progress_bar
@@ -48,6 +49,8 @@ class IngestReport:
     skipped: int = 0
     pending: int = 0
     """Photos registered for a later embed run (register-only runs)."""
+    duplicates: int = 0
+    """Photos recorded as resized or re-encoded copies of another (not analysed again)."""
     kind: str = "ingest"
     run_id: int | None = None
     seconds: float = 0.0
@@ -56,7 +59,8 @@ class IngestReport:
     """Sources given that could not be listed at all (a missing folder, a wrong link)."""
 
     def counts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("photos", "faces", "no_faces", "errors", "skipped")}
+        keys = ("photos", "faces", "no_faces", "errors", "skipped", "duplicates")
+        return {k: getattr(self, k) for k in keys}
 
     @property
     def photos_per_second(self) -> float:
@@ -88,6 +92,12 @@ class _Prepared:
     """Catalog row this photo updates (same bytes seen before, or a retried error)."""
     stale_id: int | None = None
     """An earlier error row of the same uri, replaced now that (new) bytes were read."""
+    phash: str | None = None
+    """Perceptual hash of the decoded pixels (`workbench.imaging.duplicates`)."""
+    copy_of: int | None = None
+    """The catalog photo this one is a resized or re-encoded copy of."""
+    copy_in_batch: int | None = None
+    """The earlier photo of the same batch this one is a copy of (its position)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,8 @@ class _Reader:
         """
         if self.retry_errors and photo.status == "error":
             return False
+        if photo.status == "duplicate":  # its faces are the original's
+            return True
         undecodable = photo.status == "error" and photo.width is None
         return undecodable or self.pack is None or self.catalog.analysed_by(photo, self.pack)
 
@@ -190,6 +202,10 @@ class _Reader:
             item.error, item.error_kind = _describe(e), "decode"
             return item
         self._cache_thumbnail(item)
+        try:
+            item.phash = perceptual_hash(item.image.rgb)
+        except Exception as e:  # noqa: BLE001 - without a hash a photo is only never a copy
+            logger.warning("no perceptual hash for {}: {}", item.ref.uri, _describe(e))
         return item
 
     def _cache_thumbnail(self, item: _Prepared) -> None:
@@ -273,6 +289,7 @@ class Ingest:
         self.retry_errors = retry_errors
         self.report = IngestReport(kind="ingest" if pack is not None else "register")
         self._seen: set[str] = set()
+        self._copies: DuplicateIndex | None = None
         self._collection: str | None = None
         self._t0 = 0.0
         self.total = 0
@@ -461,7 +478,11 @@ class Ingest:
                 continue
             self._seen.add(key)
             todo.append(item)
-        results = _analyze(self.pack, todo) if self.pack is not None else {}
+        self._find_copies(todo)
+        originals = [it for it in todo if it.copy_of is None and it.copy_in_batch is None]
+        analysed = _analyze(self.pack, originals) if self.pack is not None else {}
+        by_item = {id(originals[i]): faces for i, faces in analysed.items()}
+        results = {i: by_item[id(it)] for i, it in enumerate(todo) if id(it) in by_item}
         writes = [_write_of(item, results.get(i, [])) for i, item in enumerate(todo)]
         with mon.stage("store"):
             committed, vectors = self.store.commit_photos(
@@ -469,9 +490,32 @@ class Ingest:
             )
         for item, c in zip(todo, committed, strict=True):
             self._count(_Outcome(item, c.status, c.photo_id, c.n_faces))
+            if item.phash and c.photo_id is not None and c.status not in ("duplicate", "error"):
+                self._copy_index().add(c.photo_id, item.phash)
         if vectors.face_ids and self.pack is not None and self._collection is not None:
             with mon.stage("store"):
                 self.store.write_vectors(self._collection, vectors, self.pack.name)
+
+    def _copy_index(self) -> DuplicateIndex:
+        """The catalog's photos by perceptual hash, read once per run, then kept current."""
+        if self._copies is None:
+            self._copies = DuplicateIndex()
+            for photo_id, phash in self.store.catalog.photo_hashes():
+                self._copies.add(photo_id, phash)
+        return self._copies
+
+    def _find_copies(self, todo: list[_Prepared]) -> None:
+        """Mark the new photos of a batch that are copies of a catalog photo or of an
+        earlier photo of the batch; copies are recorded, not analysed."""
+        batch = DuplicateIndex()
+        for i, item in enumerate(todo):
+            if item.phash is None or item.error is not None or item.existing_id is not None:
+                continue
+            item.copy_of = self._copy_index().find(item.phash)
+            if item.copy_of is None:
+                item.copy_in_batch = batch.find(item.phash)
+            if item.copy_of is None and item.copy_in_batch is None:
+                batch.add(i, item.phash)
 
     def _count(self, outcome: _Outcome) -> None:
         """Apply one photo's outcome to the report, the metrics and the log."""
@@ -482,6 +526,10 @@ class Ingest:
             report.skipped += 1
             return
         report.photos += 1
+        if outcome.status == "duplicate":
+            report.duplicates += 1
+            log.info("{}: a copy of a photo already here; not analysed again", item.ref.uri)
+            return
         if outcome.status == "error":
             report.errors += 1
             report.error_details.append((item.ref.uri, item.error or ""))
@@ -532,6 +580,9 @@ def _write_of(item: _Prepared, faces: list[AnalyzedFace]) -> PhotoWrite:
         faces=[f.scaled(image.scale) for f in faces] if item.error is None and image else [],
         existing_id=item.existing_id,
         stale_id=item.stale_id,
+        phash=item.phash,
+        copy_of=item.copy_of,
+        copy_in_batch=item.copy_in_batch,
     )
 
 

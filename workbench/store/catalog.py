@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Integer, func, select, update
+from sqlalchemy import Integer, and_, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.errors import StoreError
+from workbench.settings import QualitySettings
 from workbench.store.models import Analysis, Face, Pack, Person, Photo, Run, utcnow
 from workbench.store.processes import pid_alive
 from workbench.store.schema import catalog_revision, open_engine
@@ -27,6 +28,18 @@ IN_CHUNK = 5000
 PG_ARRAY_CHUNK = 100_000
 """Ids per ``= ANY(array)`` on PostgreSQL: one bind parameter (an IN list of thousands of
 parameters is both limited to 65535 and slow to send through psycopg)."""
+
+
+def passes_gate(gate: QualitySettings) -> Any:
+    """SQL: the face passes the quality gate (an unmeasured value never fails it), as
+    `workbench.faces.quality.reasons` judges a face in Python."""
+    return and_(
+        or_(Face.size.is_(None), Face.size >= gate.min_size),
+        Face.score >= gate.min_score,
+        or_(Face.sharpness.is_(None), Face.sharpness >= gate.min_sharpness),
+        or_(Face.yaw.is_(None), func.abs(Face.yaw) <= gate.max_yaw),
+        or_(Face.pitch.is_(None), func.abs(Face.pitch) <= gate.max_pitch),
+    )
 
 
 def chunked(ids: Sequence[int] | Any, size: int = IN_CHUNK) -> Iterator[list[int]]:
@@ -167,6 +180,28 @@ class Catalog:
         with self.session() as s:
             return list(s.scalars(q))
 
+    def photo_hashes(self) -> Iterator[tuple[int, str]]:
+        """(id, perceptual hash) of every photo a copy may be recorded against: hashed,
+        readable and not itself a copy."""
+        q = select(Photo.id, Photo.phash).where(
+            Photo.phash.is_not(None), Photo.duplicate_of.is_(None), Photo.status != "error"
+        )
+        with self.session() as s:
+            yield from ((int(i), str(h)) for i, h in s.execute(q))
+
+    def copies_of(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        """The uris of the recorded copies of each of these photos (ids without copies are
+        left out), oldest first."""
+        out: dict[int, list[str]] = {}
+        with self.session() as s:
+            for cond in self.id_in(Photo.duplicate_of, ids):
+                rows = s.execute(
+                    select(Photo.duplicate_of, Photo.uri).where(cond).order_by(Photo.id)
+                )
+                for original, uri in rows:
+                    out.setdefault(int(original), []).append(str(uri))
+        return out
+
     def photos_by_ids(self, ids: Sequence[int]) -> dict[int, Photo]:
         out: dict[int, Photo] = {}
         with self.session() as s:
@@ -259,6 +294,26 @@ class Catalog:
             np.asarray(photo_ids, dtype=np.int64),
             np.stack(vecs) if vecs else np.zeros((0, dim), np.float32),
         )
+
+    def count_searchable(
+        self, pack: str, source: str | None = None, gate: QualitySettings | None = None
+    ) -> int:
+        """Faces of ``pack`` a search looks at: of ``source`` when given, passing ``gate``."""
+        q = select(func.count(Face.id)).where(Face.pack == pack)
+        if source:
+            q = q.join(Photo, Photo.id == Face.photo_id).where(Photo.source == source)
+        if gate is not None and gate.enabled:
+            q = q.where(passes_gate(gate))
+        with self.session() as s:
+            return int(s.scalar(q) or 0)
+
+    def gated_face_ids(self, pack: str, gate: QualitySettings) -> set[int]:
+        """Ids of ``pack``'s faces that fail the quality gate."""
+        if not gate.enabled:
+            return set()
+        q = select(Face.id).where(Face.pack == pack, ~passes_gate(gate))
+        with self.session() as s:
+            return {int(i) for i in s.scalars(q)}
 
     def face_ids(self, pack: str) -> set[int]:
         with self.session() as s:

@@ -84,19 +84,14 @@ class CatalogVectors:
             self._loaded[pack] = (ids, photo_ids, sources, A)
         return self._loaded[pack]
 
-    def search(
-        self,
-        name: str,
-        queries: NDArray[np.float32],
-        top_k: int,
-        source: str | None = None,
-        pack: str | None = None,
-    ) -> list[list[VectorHit]]:
-        """Exact nearest faces of each query (of ``pack``'s faces when given), best first,
-        scored as cosine similarity, as `VectorIndex.search` does."""
+    def _scored(
+        self, name: str, queries: NDArray[np.float32], source: str | None, pack: str | None
+    ) -> tuple[Any, ...]:
+        """Ids, photo ids, sources of the faces searched, and each query's similarities."""
         parts = [self._vectors(p) for p in self._packs(name, pack)]
         if not parts:
-            return [[] for _ in range(len(queries))]
+            empty = np.zeros(0, np.int64)
+            return empty, empty, np.zeros(0, object), np.zeros((len(queries), 0), np.float32)
         ids = np.concatenate([p[0] for p in parts])
         photo_ids = np.concatenate([p[1] for p in parts])
         sources = np.concatenate([p[2] for p in parts])
@@ -107,6 +102,41 @@ class CatalogVectors:
         Q = np.asarray(queries, dtype=np.float32)
         Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
         sims = Q @ A.T if len(A) else np.zeros((len(Q), 0), np.float32)
+        return ids, photo_ids, sources, sims
+
+    def search_range(
+        self,
+        name: str,
+        queries: NDArray[np.float32],
+        min_cosine: float,
+        source: str | None = None,
+        pack: str | None = None,
+    ) -> list[list[VectorHit]]:
+        """Every face of each query at or above ``min_cosine``, best first (exact)."""
+        ids, photo_ids, sources, sims = self._scored(name, queries, source, pack)
+        out = []
+        for row in sims:
+            hit = np.flatnonzero(row >= min_cosine)
+            hit = hit[np.lexsort((ids[hit], -row[hit]))]
+            out.append(
+                [
+                    VectorHit(int(ids[i]), int(photo_ids[i]), str(sources[i]), float(row[i]))
+                    for i in hit
+                ]
+            )
+        return out
+
+    def search(
+        self,
+        name: str,
+        queries: NDArray[np.float32],
+        top_k: int,
+        source: str | None = None,
+        pack: str | None = None,
+    ) -> list[list[VectorHit]]:
+        """Exact nearest faces of each query (of ``pack``'s faces when given), best first,
+        scored as cosine similarity, as `VectorIndex.search` does."""
+        ids, photo_ids, sources, sims = self._scored(name, queries, source, pack)
         k = min(top_k, sims.shape[1])
         out: list[list[VectorHit]] = []
         for row in sims:

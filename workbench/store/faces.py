@@ -26,8 +26,9 @@ from typing import Any, get_args
 import numpy as np
 from loguru import logger
 from numpy.typing import NDArray
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from workbench.errors import ConfigurationError, WorkbenchError
 from workbench.faces.types import AnalyzedFace
@@ -107,6 +108,13 @@ class PhotoWrite:
     """The catalog row this photo updates (same bytes seen before, or a retried error)."""
     stale_id: int | None = None
     """An earlier error row of the same uri, replaced now that (new) bytes were read."""
+    phash: str | None = None
+    """Perceptual hash of the pixels."""
+    copy_of: int | None = None
+    """The catalog photo this one is a resized or re-encoded copy of: recorded as a
+    ``duplicate`` of it, not analysed."""
+    copy_in_batch: int | None = None
+    """The same, of an earlier write of the same batch (its position)."""
 
 
 @dataclass
@@ -225,9 +233,12 @@ class FaceStore:
     ) -> tuple[list[Committed], NewVectors]:
         faces_written: list[Face] = []
         placed: list[tuple[Committed, Photo]] = []
+        placed_at: dict[int, Photo] = {}
         outcomes: list[Committed] = []
         with self.catalog.session.begin() as s:
             for w in writes:
+                # First: the original may need a flush for its id, before this row exists.
+                original = _original(s, w, writes, placed_at) if w.error is None else None
                 if w.stale_id is not None and w.stale_id != w.existing_id:
                     stale = s.get(Photo, w.stale_id)
                     if stale is not None:
@@ -257,9 +268,17 @@ class FaceStore:
                 photo.updated_at = utcnow()
                 if w.decoded is not None:
                     photo.width, photo.height, photo.format = w.decoded
+                if w.phash is not None:
+                    photo.phash = w.phash
                 photo.error, photo.n_faces = None, 0
                 if w.error is not None:
                     photo.status, photo.error = "error", w.error
+                elif original is not None:
+                    photo.status, photo.duplicate_of = "duplicate", original
+                    outcomes.append(Committed("duplicate"))
+                    placed.append((outcomes[-1], photo))
+                    placed_at[id(w)] = photo
+                    continue
                 elif pack is None:
                     photo.status = "pending"
                 elif not w.faces:
@@ -285,6 +304,7 @@ class FaceStore:
                     )
                 outcomes.append(outcome)
                 placed.append((outcome, photo))
+                placed_at[id(w)] = photo
             s.flush()  # assigns face and photo ids
             for outcome, photo in placed:
                 outcome.photo_id = photo.id
@@ -417,6 +437,20 @@ class FaceStore:
             if pack in packs:
                 self.index.delete(packs[pack].collection, ids)
         with self.catalog.session.begin() as s:
+            # Its copies were never analysed (their faces were this photo's): the first goes
+            # back to the analysis queue and stands in for it, the others copy that one.
+            copies = list(
+                s.scalars(select(Photo.id).where(Photo.duplicate_of == photo.id).order_by(Photo.id))
+            )
+            if copies:
+                first, *rest = copies
+                s.execute(
+                    update(Photo)
+                    .where(Photo.id == first)
+                    .values(duplicate_of=None, status="pending")
+                )
+                if rest:
+                    s.execute(update(Photo).where(Photo.id.in_(rest)).values(duplicate_of=first))
             s.delete(s.get(Photo, photo.id))
         return len(faces)
 
@@ -457,8 +491,35 @@ def open_vectors(settings: WorkbenchSettings, catalog: Catalog) -> VectorIndex |
     return VectorIndex(uri, settings.storage)
 
 
+def _original(
+    s: Session, w: PhotoWrite, writes: Sequence[PhotoWrite], placed_at: dict[int, Photo]
+) -> int | None:
+    """The photo id ``w`` is a copy of (an earlier write of the batch gets its id now)."""
+    if w.copy_of is not None:
+        return w.copy_of
+    if w.copy_in_batch is None:
+        return None
+    first = placed_at.get(id(writes[w.copy_in_batch]))
+    if first is None or first.status == "error":
+        return None
+    if first.id is None:
+        s.flush()  # assigns the original's id
+    return first.id
+
+
 def _face_row(face: AnalyzedFace, pack: str) -> Face:
-    d = face.detection
+    d, q = face.detection, face.quality
+    quality = (
+        {}
+        if q is None
+        else {
+            "size": q.size,
+            "sharpness": q.sharpness,
+            "yaw": q.yaw,
+            "pitch": q.pitch,
+            "roll": q.roll,
+        }
+    )
     return Face(
         pack=pack,
         x1=d.box[0],
@@ -469,6 +530,7 @@ def _face_row(face: AnalyzedFace, pack: str) -> Face:
         score=d.score,
         embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
         indexed=False,
+        **quality,
     )
 
 

@@ -29,8 +29,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from workbench.sources.base import SOURCE_LENGTH
 
-PhotoStatus = Literal["pending", "done", "no_faces", "error"]
-"""``pending``: registered (read, hashed, decoded) but not yet analysed by any pack."""
+PhotoStatus = Literal["pending", "done", "no_faces", "error", "duplicate"]
+"""``pending``: registered (read, hashed, decoded) but not yet analysed by any pack;
+``duplicate``: a resized or re-encoded copy of the photo ``duplicate_of`` (not analysed:
+its faces are that photo's)."""
 
 
 def utcnow() -> dt.datetime:
@@ -102,6 +104,12 @@ class Photo(Base):
     n_faces: Mapped[int] = mapped_column(Integer, default=0)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # A perceptual hash of the pixels (256-bit DCT hash, hex): copies that were resized
+    # or re-encoded keep it within a few bits (`workbench.imaging.duplicates`).
+    phash: Mapped[str | None] = mapped_column(String(64))
+    # Deleting the photo a duplicate points at hands the duplicate back to the
+    # analysis (`FaceStore.delete_photo`), so there is no ON DELETE rule.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -141,6 +149,13 @@ class Face(Base):
     y2: Mapped[float] = mapped_column(Float)
     landmarks: Mapped[list[float]] = mapped_column(JSON)
     score: Mapped[float] = mapped_column(Float)
+    # Quality (`workbench.faces.quality`); NULL for faces stored before it was measured
+    # until `workbench quality` fills them in.
+    size: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    yaw: Mapped[float | None] = mapped_column(Float)
+    pitch: Mapped[float | None] = mapped_column(Float)
+    roll: Mapped[float | None] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     indexed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

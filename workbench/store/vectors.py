@@ -96,6 +96,26 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+RANGE_PAGE = 1024
+"""Hits per range-search request (HNSW explores at least this many candidates)."""
+_EPS = 1e-6
+
+
+def _range_bounds(metric: Metric, min_cosine: float, upper: float | None) -> dict[str, float]:
+    """Milvus range-search bounds for cosine in [min_cosine, upper] (upper None: 1).
+
+    COSINE keeps ``radius < similarity ≤ range_filter``; L2 (squared distance between
+    unit vectors, ``2 − 2·cos``) keeps ``range_filter ≤ distance < radius``.
+    """
+    top = 1.0 if upper is None else upper
+    if metric == "l2":
+        return {
+            "radius": 2.0 - 2.0 * min_cosine + _EPS,
+            "range_filter": max(0.0, 2.0 - 2.0 * top - _EPS),
+        }
+    return {"radius": min_cosine - _EPS, "range_filter": top + (_EPS if upper is not None else 1.0)}
+
+
 SERVER_URI_PREFIXES = ("http://", "https://", "tcp://", "unix:")
 
 
@@ -414,6 +434,60 @@ class VectorIndex:
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"searching {name} failed: {e}") from e
         return [[self._hit(h, spec.metric) for h in hits] for hits in res]
+
+    def search_range(
+        self,
+        name: str,
+        queries: NDArray[np.float32],
+        min_cosine: float,
+        source: str | None = None,
+        pack: str | None = None,
+        page: int = RANGE_PAGE,
+    ) -> list[list[VectorHit]]:
+        """Every face of each query at or above ``min_cosine`` (of ``pack``'s faces when
+        given), best first: Milvus range searches, a page at a time, each page starting
+        below the last one's lowest score."""
+        if not self._ready(name):
+            return [[] for _ in range(len(queries))]
+        flt = self._filter(name, pack, source)
+        spec = self.index_spec(name)
+        return [self._range_one(name, q, min_cosine, flt, spec, page) for q in queries]
+
+    def _range_one(
+        self,
+        name: str,
+        query: NDArray[np.float32],
+        min_cosine: float,
+        flt: str,
+        spec: IndexSpec,
+        page: int,
+    ) -> list[VectorHit]:
+        found: dict[int, VectorHit] = {}
+        upper: float | None = None
+        while True:
+            params = dict(self._search_params(spec.index_type, page))
+            params.update(_range_bounds(spec.metric, min_cosine, upper))
+            try:
+                res = self.client.search(
+                    name,
+                    data=[query.tolist()],
+                    limit=page,
+                    filter=flt,
+                    output_fields=["photo_id", "source"],
+                    search_params={"metric_type": _MILVUS_METRIC[spec.metric], "params": params},
+                    anns_field="vector",
+                    consistency_level=self.consistency,
+                )
+            except Exception as e:  # noqa: BLE001
+                raise StoreError(f"range search of {name} failed: {e}") from e
+            batch = [self._hit(h, spec.metric) for h in res[0]]
+            new = [h for h in batch if h.face_id not in found and h.score >= min_cosine]
+            found.update((h.face_id, h) for h in new)
+            if len(batch) < page or not new:
+                break
+            # The next page: what scores at or below this page's lowest (ties come again).
+            upper = min(h.score for h in batch)
+        return sorted(found.values(), key=lambda h: (-h.score, h.face_id))
 
     def _hit(self, h: dict[str, Any], metric: Metric) -> VectorHit:
         entity = h.get("entity", {})

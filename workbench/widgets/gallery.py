@@ -29,6 +29,7 @@ import ipywidgets as widgets
 import workbench.analysis.people  # noqa: F401
 from workbench.analysis.gallery import (
     DEFAULT_PAGE_SIZE,
+    FaceDetail,
     Facets,
     GalleryFilter,
     GalleryItem,
@@ -257,7 +258,7 @@ class Gallery(widgets.VBox):  # type: ignore[misc]
     def open_detail(self, photo_id: int) -> None:
         """Show one photo with its faces' boxes, scores and people."""
         try:
-            self.detail.show(photo_detail(self.wb.catalog, photo_id))
+            self.detail.show(photo_detail(self.wb.catalog, photo_id, gate=self.wb.settings.quality))
         except Exception as e:  # noqa: BLE001 - shown in words, the app stays usable
             self.banner.show_error(e, f"cannot open photo {photo_id}")
 
@@ -320,6 +321,8 @@ class _DetailView(widgets.VBox):  # type: ignore[misc]
         ]
         if photo.error:
             facts.append(("Error", photo.error))
+        if photo.copies:
+            facts.append(("Also at", " | ".join(photo.copies)))
         rows = "".join(
             f"<tr><th style='text-align:left;padding-right:8px'>{k}</th>"
             f"<td>{html.escape(str(v))}</td></tr>"
@@ -429,16 +432,28 @@ def _faces_table(photo: PhotoDetail) -> str:
     if not photo.faces:
         return '<p data-testid="no-faces">No faces found in this photo.</p>'
     rows = "".join(
-        f'<tr data-testid="face-row" data-face-id="{f.id}"><td>{i + 1}</td>'
+        f'<tr data-testid="face-row" data-face-id="{f.id}" '
+        f'data-below-gate="{html.escape(",".join(f.below_gate))}"><td>{i + 1}</td>'
         f"<td>{', '.join(f'{v:.0f}' for v in f.box)}</td><td>{f.score:.3f}</td>"
-        f"<td>{html.escape(f.label or '—')}</td></tr>"
+        f"<td>{html.escape(f.label or '—')}</td><td>{_quality_text(f)}</td></tr>"
         for i, f in enumerate(photo.faces)
     )
     return (
         '<table data-testid="faces-table" style="font-size:12px;border-collapse:collapse">'
         "<thead><tr><th>#</th><th>Box (x1, y1, x2, y2)</th><th>Score</th><th>Person</th>"
-        f"</tr></thead><tbody>{rows}</tbody></table>"
+        f"<th>Quality</th></tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def _quality_text(f: FaceDetail) -> str:
+    """Size, sharpness and turn; and why the face is left out of search, if it is."""
+    if f.quality is None:
+        return "—"
+    q = f.quality
+    text = f"{q['size']:.0f} px, sharp {q['sharpness']:.2f}, yaw {q['yaw']:+.0f}°"
+    if f.below_gate:
+        text += f" · <b style='color:#c62828'>not searched: {', '.join(f.below_gate)}</b>"
+    return text
 
 
 def _dates_swapped(a: dt.date | None, b: dt.date | None) -> bool:

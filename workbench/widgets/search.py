@@ -37,12 +37,14 @@ from workbench.widgets.common import (
     ReadyMarker,
 )
 from workbench.widgets.search_results import (
+    PAGE_SIZE,
     THUMB_SIZE,
     SampleResult,
     Upload,
     exports_html,
     match_tile_html,
     message_html,
+    page_of,
     read_uploads,
     result_rows,
     sample_html,
@@ -57,6 +59,8 @@ ACCEPT: Final = ".jpg,.jpeg,.png,.webp"
 THRESHOLD_MIN: Final = 70
 THRESHOLD_MAX: Final = 95
 TOP_K_CHOICES: Final = (5, 10, 20, 50)
+EVERY_MATCH: Final = 0
+"""Top-K dropdown value for every match above the threshold."""
 ALL_SOURCES: Final = ""
 """Source dropdown value meaning every source (ipywidgets' Dropdown reads ``None`` as unset)."""
 
@@ -77,6 +81,10 @@ CSS: Final = """
 .wb-search .wb-tile img{max-width:200px;max-height:200px;display:block}
 .wb-search .wb-sim{font-weight:bold;font-size:14px}
 .wb-search .wb-none{color:#666;font-style:italic}
+.wb-search .wb-person{flex-basis:100%;font-weight:bold;margin-top:4px}
+.wb-search .wb-expected{font-size:12px;color:#444;margin-bottom:4px}
+.wb-search .wb-page{font-size:12px;color:#444}
+.wb-search .wb-also{color:#555;font-style:italic}
 .wb-search .wb-download{margin:0 6px;padding:2px 8px;border:1px solid #1976d2;border-radius:4px;
   text-decoration:none}
 </style>
@@ -170,8 +178,10 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         )
         self.threshold.add_class("wb-threshold")
         top_k = wb.settings.search.top_k
-        choices = sorted({*TOP_K_CHOICES, top_k})
-        self.top_k = w.Dropdown(options=choices, value=top_k, description="Top K")
+        choices = [(str(k), k) for k in sorted({*TOP_K_CHOICES, top_k})]
+        self.top_k = w.Dropdown(
+            options=[*choices, ("all", EVERY_MATCH)], value=top_k, description="Top K"
+        )
         self.top_k.add_class("wb-topk")
         self.source = w.Dropdown(options=self._source_options(), value=ALL_SOURCES)
         self.source.description = "Source"
@@ -185,6 +195,13 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         self.messages = w.HTML("")
         self.exports = w.HTML(exports_html([]))
         self.output = w.HTML("")
+        self.page = 0
+        self.prev_button = w.Button(description="◀ Previous", disabled=True)
+        self.prev_button.add_class("wb-prev")
+        self.next_button = w.Button(description="Next ▶", disabled=True)
+        self.next_button.add_class("wb-next")
+        self.prev_button.on_click(lambda _b: self.show_page(self.page - 1))
+        self.next_button.on_click(lambda _b: self.show_page(self.page + 1))
 
         self.upload.observe(self._on_upload, names="value")
         self.drop.on_files(self._on_files)
@@ -201,6 +218,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
                 self.banner,
                 self.messages,
                 self.exports,
+                w.HBox([self.prev_button, self.next_button]),
                 self.output,
                 # Last, so the marker appears once the controls above it are drawn.
                 ReadyMarker(app="search"),
@@ -229,7 +247,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
                 search_upload(
                     self.wb,
                     up,
-                    top_k=int(self.top_k.value),
+                    top_k=int(self.top_k.value) or None,
                     threshold=float(self.threshold.value),
                     source=self.source.value or None,
                 )
@@ -280,18 +298,31 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         self.banner.clear()
         self.results = results
         self.rows = result_rows(results)
-        threshold = float(self.threshold.value)
         self.messages.value = "".join(message_html(r.message) for r in results if r.message)
-        self.output.value = "".join(
-            sample_html(r, [self._tiles(q) for q in r.faces], threshold)
-            for r in results
-            if not r.message
-        )
         self.exports.value = exports_html(self.rows)
+        self.show_page(0)
         self.status.value = self._status_html("done" if results else "idle", summary)
 
+    @property
+    def pages(self) -> int:
+        """Pages of match tiles: enough for the face with the most matches."""
+        most = max((len(q.matches) for r in self.results for q in r.faces), default=0)
+        return max(1, -(-most // PAGE_SIZE))
+
+    def show_page(self, page: int) -> None:
+        """Show page ``page`` (from 0) of every face's matches; thumbnails for it only."""
+        self.page = min(max(0, page), self.pages - 1)
+        threshold = float(self.threshold.value)
+        self.output.value = "".join(
+            sample_html(r, [self._tiles(q) for q in r.faces], threshold, self.page)
+            for r in self.results
+            if not r.message
+        )
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= self.pages - 1
+
     def _tiles(self, face: QueryFace) -> list[str]:
-        return [self._tile(m) for m in face.matches]
+        return [self._tile(m) for m in page_of(face, self.page)]
 
     def _tile(self, m: Match) -> str:
         """A match tile whose thumbnail has every face of the photo boxed, the match in red."""
@@ -317,6 +348,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
 
 __all__ = [
     "ACCEPT",
+    "EVERY_MATCH",
     "THRESHOLD_MAX",
     "THRESHOLD_MIN",
     "TOP_K_CHOICES",

@@ -52,8 +52,13 @@ RESULT_COLUMNS: Final = (
     "y2",
     "similarity_pct",
     "cosine",
+    "person_id",
+    "person",
+    "also_at",
 )
 """Columns of the CSV / JSON export, one row per match (`result_rows`)."""
+PAGE_SIZE: Final = 24
+"""Match tiles shown per face at a time; the app pages through the rest."""
 
 
 # ---- uploads -----------------------------------------------------------------------
@@ -99,11 +104,12 @@ class SampleResult:
 def search_upload(
     wb: Workbench,
     upload: Upload,
-    top_k: int,
+    top_k: int | None,
     threshold: float,
     source: str | None = None,
 ) -> SampleResult:
-    """Search the workbench with every face of one uploaded photo.
+    """Search the workbench with every face of one uploaded photo (``top_k`` None: every
+    match above the threshold).
 
     Never raises for a bad photo: a refused or unreadable file, a photo with
     no face and an unexpected failure come back as `SampleResult.message`
@@ -160,7 +166,7 @@ def result_rows(results: Sequence[SampleResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         for qi, face in enumerate(r.faces, 1):
-            for rank, m in enumerate(face.matches, 1):
+            for rank, m in enumerate(grouped(face), 1):
                 x1, y1, x2, y2 = m.box
                 rows.append(
                     {
@@ -178,9 +184,20 @@ def result_rows(results: Sequence[SampleResult]) -> list[dict[str, Any]]:
                         "y2": y2,
                         "similarity_pct": round(m.similarity, 2),
                         "cosine": round(m.cosine, 4),
+                        "person_id": m.person_id,
+                        "person": m.person,
+                        "also_at": list(m.also_at),
                     }
                 )
     return rows
+
+
+def grouped(face: QueryFace) -> list[Match]:
+    """A face's matches as the app shows them: each named or confirmed person's together
+    (most similar person first), then the loose faces, best first."""
+    by_id = {m.face_id: m for m in face.matches}
+    out = [by_id[f] for g in face.people for f in g.face_ids]
+    return out + face.loose
 
 
 def results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -251,12 +268,53 @@ def match_tile_html(m: Match, thumb: bytes | None, why: str | None = None) -> st
         f'<div class="wb-sim">{format_similarity(m.similarity)} '
         f"<small>cos {m.cosine:.3f}</small></div>"
         f'<div class="wb-name" title="{html.escape(m.photo)}">{html.escape(name)}</div>'
-        f'<div class="wb-box">box {_box_text(m.box)} · {html.escape(m.source)}</div></div>'
+        f'<div class="wb-box">box {_box_text(m.box)} · {html.escape(m.source)}</div>'
+        f"{_also_at_html(m)}</div>"
     )
 
 
-def sample_html(result: SampleResult, tiles: Sequence[Sequence[str]], threshold: float) -> str:
-    """A sample's section: per face, its crop and its match tiles (pre-rendered)."""
+def _also_at_html(m: Match) -> str:
+    if not m.also_at:
+        return ""
+    names = ", ".join(PurePath(u).name or u for u in m.also_at)
+    return (
+        f'<div class="wb-also" data-testid="also-at" data-copies="{len(m.also_at)}" '
+        f'title="{html.escape(" | ".join(m.also_at))}">also at {html.escape(names)}</div>'
+    )
+
+
+def expected_html(face: QueryFace) -> str:
+    """How big the gallery searched was and how many strangers to expect among the matches."""
+    n = face.expected_strangers
+    expect = f"{n:.2g}" if n < 10 else f"{n:,.0f}"
+    return (
+        f'<div class="wb-expected" data-testid="expected-strangers" '
+        f'data-expected="{n:.6g}" data-gallery="{face.gallery}">'
+        f"{face.gallery:,} faces searched · about {expect} stranger"
+        f"{'' if n == 1 else 's'} expected among matches at {face.threshold:g} %</div>"
+    )
+
+
+def pager_text(face: QueryFace, page: int, size: int = PAGE_SIZE) -> str:
+    """Which of a face's matches a page shows, and whether they are all there are."""
+    total = len(face.matches)
+    if total <= size:
+        return ""
+    first, last = page * size + 1, min(total, (page + 1) * size)
+    every = "all" if face.complete else "the best"
+    return f"showing {first}–{last} of {total} ({every} matches)"
+
+
+def sample_html(
+    result: SampleResult,
+    tiles: Sequence[Sequence[str]],
+    threshold: float,
+    page: int = 0,
+    size: int = PAGE_SIZE,
+) -> str:
+    """A sample's section: per face, its crop, the gallery and strangers expected, and one
+    page of its match tiles (``tiles``: that page's, pre-rendered in `grouped` order),
+    under their people's names."""
     name = html.escape(result.name)
     parts = [
         f'<div class="wb-sample" data-testid="sample" data-name="{name}" '
@@ -268,18 +326,49 @@ def sample_html(result: SampleResult, tiles: Sequence[Sequence[str]], threshold:
     for i, (face, crop, face_tiles) in enumerate(
         zip(result.faces, result.crops, tiles, strict=True), 1
     ):
-        inner = "".join(face_tiles) or (
+        inner = _page_html(face, face_tiles, page, size) or (
             f'<div class="wb-none" data-testid="no-match">no stored face at or above '
             f"{threshold:g} %</div>"
         )
+        paging = pager_text(face, page, size)
         parts.append(
-            f'<div class="wb-qface" data-testid="query-face" data-index="{i}">'
+            f'<div class="wb-qface" data-testid="query-face" data-index="{i}" '
+            f'data-total="{len(face.matches)}">'
             f'<div class="wb-qcrop">{_img(crop, f"face {i}")}<br>face {i}<br>'
-            f"{_box_text(face.box)}</div>"
-            f'<div class="wb-matches">{inner}</div></div>'
+            f"{_box_text(face.box)}</div><div>{expected_html(face)}"
+            + (f'<div class="wb-page" data-testid="page">{paging}</div>' if paging else "")
+            + f'<div class="wb-matches">{inner}</div></div></div>'
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def page_of(face: QueryFace, page: int, size: int = PAGE_SIZE) -> list[Match]:
+    """The matches a page shows, in `grouped` order."""
+    return grouped(face)[page * size : (page + 1) * size]
+
+
+def _page_html(face: QueryFace, tiles: Sequence[str], page: int, size: int) -> str:
+    """One page of a face's tiles (in `grouped` order), each person's under its name."""
+    person_of = {g.person_id: g for g in face.people}
+    out, current = [], -1
+    for m, tile in zip(page_of(face, page, size), tiles, strict=True):
+        key = m.person_id if m.person_id is not None else 0
+        if key != current:
+            current = key
+            g = person_of.get(m.person_id) if m.person_id is not None else None
+            label = (
+                f"{html.escape(g.label)} — {g.photos} photo{'s' if g.photos != 1 else ''}"
+                if g is not None
+                else "other faces"
+            )
+            if face.people:
+                out.append(
+                    f'<div class="wb-person" data-testid="person-group" '
+                    f'data-person="{"" if g is None else g.person_id}">{label}</div>'
+                )
+        out.append(tile)
+    return "".join(out)
 
 
 def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
@@ -289,7 +378,12 @@ def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
 
 
 __all__ = [
+    "PAGE_SIZE",
     "RESULT_COLUMNS",
+    "expected_html",
+    "grouped",
+    "page_of",
+    "pager_text",
     "SampleResult",
     "Upload",
     "read_uploads",

@@ -3,7 +3,6 @@ run by onnxruntime: the `local` pack, any model directory, and insightface's buf
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from numpy.typing import NDArray
 from workbench._optional import require
 from workbench.errors import ModelNotFoundError
 from workbench.faces.align import align_face
-from workbench.faces.pack import ComposedPack, observe_per_photo
+from workbench.faces.pack import ComposedPack
 from workbench.faces.runtime import onnx_device_used, onnx_providers, onnx_session_options
-from workbench.faces.types import AnalyzedFace, DetectedFace, l2_normalize
+from workbench.faces.types import DetectedFace, l2_normalize
 from workbench.faces.weights import OnnxFiles, classify_onnx
-from workbench.monitoring.metrics import stage
 from workbench.settings import DetectionSettings, Device, Metric
 
 
@@ -299,26 +297,20 @@ class OnnxPack(ComposedPack):
             description=f"{files.detector.name} + {files.recognizer.name}",
         )
 
-    def analyze_many(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
-        self.load()
+    def _prepare(self, images: Sequence[NDArray[np.uint8]]) -> list[NDArray[np.uint8]]:
+        return [_to_bgr(rgb) for rgb in images]
+
+    def _detect_prepared(self, prepared: Sequence[NDArray[np.uint8]]) -> list[list[DetectedFace]]:
         detector: OnnxDetector = self.detector  # type: ignore[assignment]
+        return [detector.detect_bgr(bgr, self.detection) for bgr in prepared]
+
+    def _embed_prepared(
+        self, prepared: Sequence[NDArray[np.uint8]], faces: Sequence[Sequence[DetectedFace]]
+    ) -> NDArray[np.float32]:
         embedder: OnnxEmbedder = self.embedder  # type: ignore[assignment]
-        per_photo: list[list[DetectedFace]] = []
-        crops: list[NDArray[np.uint8]] = []
-        align_seconds = 0.0
-        for rgb in images:
-            with stage("detect"):
-                bgr = _to_bgr(rgb)
-                faces = self._keep(detector.detect_bgr(bgr, self.detection))
-            per_photo.append(faces)
-            start = time.perf_counter()
-            crops.extend(align_face(bgr, f.landmarks) for f in faces)
-            align_seconds += time.perf_counter() - start
-        if not crops:
-            return [[] for _ in images]
-        start = time.perf_counter()
-        vectors = iter(embedder.embed_crops(crops))
-        # Alignment prepares the embedder's input, so it counts as embedding.
-        embed_seconds = align_seconds + time.perf_counter() - start
-        observe_per_photo("embed", embed_seconds, sum(1 for f in per_photo if f))
-        return [[AnalyzedFace(f, next(vectors)) for f in faces] for faces in per_photo]
+        crops = [
+            align_face(bgr, f.landmarks)
+            for bgr, fs in zip(prepared, faces, strict=True)
+            for f in fs
+        ]
+        return embedder.embed_crops(crops)
