@@ -48,8 +48,18 @@ def test_shipped_calibration_has_the_pack(pack: str) -> None:
     assert cal.accuracy is not None and cal.accuracy >= 0.9
     assert cal.check_protocol == "LFW View 1 pairsDevTest.txt"
     assert cal.check_accuracy is not None and cal.check_accuracy >= 0.9
-    assert cal.percent(cal.threshold) == pytest.approx(85.0)
     assert cal.slope > 0
+    # The similarity % is a false-match rate measured on tens of millions of LFW pairs.
+    curve = cal.false_match
+    assert curve is not None and cal.version == 2
+    assert curve.pairs >= 50_000_000 and "LFW, 9,056 images" in curve.protocol
+    assert curve.log10_fmr[-1] == -5.0  # measured down to 85 %
+    assert cal.false_match_rate(cal.cosine_at(85.0)) == pytest.approx(1e-5, rel=1e-3)
+    assert cal.false_match_rate(cal.cosine_at(70.0)) == pytest.approx(1e-2, rel=1e-3)
+    # Same-person pairs sit above 85 % far more often than strangers: the same-person
+    # threshold of View 1 reads between 70 and 85 %.
+    assert 50.0 < cal.percent(cal.cosine_threshold) < 85.0
+    assert load_calibration(pack, metric="l2").false_match == curve  # an L2 fit shares it
 
 
 def test_local_pack_slice_agrees_with_shipped(local_settings: object, lfw_dir: Path) -> None:
@@ -85,7 +95,7 @@ def test_cli_calibrate_writes_the_home_file(
     pairs = _write_pairs(tmp_path / "slice.txt", _slice(lfw_dir, 8))
     proc = run_cli(
         ["calibrate", "--lfw", str(lfw_dir), "--pairs", str(pairs), "--check", str(pairs)]
-        + ["--json", "--no-progress"],
+        + ["--impostor-images", "400", "--json", "--no-progress"],
         cli_env(home, models_dir),
     )
     assert proc.returncode == 0, proc.stderr
@@ -100,6 +110,14 @@ def test_cli_calibrate_writes_the_home_file(
     assert cal.threshold == pytest.approx(out["threshold"])
     assert cal.protocol == "LFW pairs slice.txt" and cal.pairs == 16
     assert cal.check_accuracy == pytest.approx(out["check_accuracy"])
+    # The false-match curve of 400 LFW images' faces (about 160k impostor pairs: measured
+    # down to FMR 10^-2.5, a normal tail beyond), close to the shipped one where measured.
+    fm = out["false_match"]
+    assert fm["pairs"] > 100_000 and "400 images" in fm["protocol"]
+    assert cal.false_match is not None and cal.version == 2
+    shipped = load_calibration(LOCAL_PACK)
+    assert abs(cal.cosine_at(70.0) - shipped.cosine_at(70.0)) < 0.03
+    assert abs(cal.cosine_at(85.0) - shipped.cosine_at(85.0)) < 0.1
     # The package file is untouched by a home calibration.
     assert load_calibration(LOCAL_PACK).protocol == "LFW View 1 pairsDevTrain.txt"
 

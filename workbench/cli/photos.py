@@ -130,7 +130,7 @@ def _print_report(report: Any, as_json: bool) -> None:
     sources = set(report.source_errors)
     verb = {"ingest": "ingested", "register": "registered", "embed": "embedded"}[report.kind]
     pending = f", {report.pending} pending" if report.kind == "register" else ""
-    copies = f", {c['duplicates']} copies of photos already here" if c["duplicates"] else ""
+    copies = f", {report.duplicates} copies of photos already here" if report.duplicates else ""
     say(
         f"{c['photos']} photos {verb}: {c['faces']} faces, {c['no_faces']} without faces, "
         f"{c['errors']} errors{pending}, {c['skipped']} already in the catalog"

@@ -8,6 +8,10 @@ resizes of LFW photos, while different LFW photos — all centred portraits, the
 hardest case — differ in at least 66 (measured on 1,500 of them, 1.1M pairs).
 `MAX_DISTANCE` (15 bits) sits between.
 
+Copies are looked for within a source (`workbench.ingest.pipeline`): a source is a
+collection searches and the gallery are narrowed to, so the same picture in two
+sources stays a photo of each.
+
 `DuplicateIndex` finds a hash's nearest stored one within `MAX_DISTANCE` without
 comparing against every photo: split into 16 chunks of 16 bits, two hashes at most
 15 bits apart agree exactly on at least one chunk (pigeonhole), so only the photos

@@ -59,8 +59,8 @@ class IngestReport:
     """Sources given that could not be listed at all (a missing folder, a wrong link)."""
 
     def counts(self) -> dict[str, int]:
-        keys = ("photos", "faces", "no_faces", "errors", "skipped", "duplicates")
-        return {k: getattr(self, k) for k in keys}
+        """What ``ingest --json`` prints (a contract: these five keys)."""
+        return {k: getattr(self, k) for k in ("photos", "faces", "no_faces", "errors", "skipped")}
 
     @property
     def photos_per_second(self) -> float:
@@ -289,7 +289,7 @@ class Ingest:
         self.retry_errors = retry_errors
         self.report = IngestReport(kind="ingest" if pack is not None else "register")
         self._seen: set[str] = set()
-        self._copies: DuplicateIndex | None = None
+        self._copies: dict[str, DuplicateIndex] = {}
         self._collection: str | None = None
         self._t0 = 0.0
         self.total = 0
@@ -398,6 +398,8 @@ class Ingest:
         counts: dict[str, Any] = dict(self.report.counts())
         if self.report.pending:
             counts["pending"] = self.report.pending
+        if self.report.duplicates:
+            counts["duplicates"] = self.report.duplicates
         if status == "running":
             with self.store.catalog.session.begin() as s:
                 run = s.get(Run, self.report.run_id)
@@ -491,31 +493,36 @@ class Ingest:
         for item, c in zip(todo, committed, strict=True):
             self._count(_Outcome(item, c.status, c.photo_id, c.n_faces))
             if item.phash and c.photo_id is not None and c.status not in ("duplicate", "error"):
-                self._copy_index().add(c.photo_id, item.phash)
+                self._copy_index(item.ref.source).add(c.photo_id, item.phash)
         if vectors.face_ids and self.pack is not None and self._collection is not None:
             with mon.stage("store"):
                 self.store.write_vectors(self._collection, vectors, self.pack.name)
 
-    def _copy_index(self) -> DuplicateIndex:
-        """The catalog's photos by perceptual hash, read once per run, then kept current."""
-        if self._copies is None:
-            self._copies = DuplicateIndex()
-            for photo_id, phash in self.store.catalog.photo_hashes():
-                self._copies.add(photo_id, phash)
-        return self._copies
+    def _copy_index(self, source: str) -> DuplicateIndex:
+        """A source's photos by perceptual hash, read once per run, then kept current."""
+        if source not in self._copies:
+            index = self._copies[source] = DuplicateIndex()
+            for photo_id, phash in self.store.catalog.photo_hashes(source):
+                index.add(photo_id, phash)
+        return self._copies[source]
 
     def _find_copies(self, todo: list[_Prepared]) -> None:
-        """Mark the new photos of a batch that are copies of a catalog photo or of an
-        earlier photo of the batch; copies are recorded, not analysed."""
-        batch = DuplicateIndex()
+        """Mark the new photos of a batch that are copies of a photo of their source (in the
+        catalog or earlier in the batch); copies are recorded, not analysed.
+
+        Copies are looked for within a source: a source is a collection a search or the
+        gallery can be narrowed to, so the same picture in two sources is a photo of each.
+        """
+        batch: dict[str, DuplicateIndex] = {}
         for i, item in enumerate(todo):
             if item.phash is None or item.error is not None or item.existing_id is not None:
                 continue
-            item.copy_of = self._copy_index().find(item.phash)
+            source = item.ref.source
+            item.copy_of = self._copy_index(source).find(item.phash)
             if item.copy_of is None:
-                item.copy_in_batch = batch.find(item.phash)
+                item.copy_in_batch = batch.setdefault(source, DuplicateIndex()).find(item.phash)
             if item.copy_of is None and item.copy_in_batch is None:
-                batch.add(i, item.phash)
+                batch.setdefault(source, DuplicateIndex()).add(i, item.phash)
 
     def _count(self, outcome: _Outcome) -> None:
         """Apply one photo's outcome to the report, the metrics and the log."""

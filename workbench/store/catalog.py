@@ -180,11 +180,14 @@ class Catalog:
         with self.session() as s:
             return list(s.scalars(q))
 
-    def photo_hashes(self) -> Iterator[tuple[int, str]]:
-        """(id, perceptual hash) of every photo a copy may be recorded against: hashed,
-        readable and not itself a copy."""
+    def photo_hashes(self, source: str) -> Iterator[tuple[int, str]]:
+        """(id, perceptual hash) of every photo of ``source`` a copy may be recorded against:
+        hashed, readable and not itself a copy."""
         q = select(Photo.id, Photo.phash).where(
-            Photo.phash.is_not(None), Photo.duplicate_of.is_(None), Photo.status != "error"
+            Photo.source == source,
+            Photo.phash.is_not(None),
+            Photo.duplicate_of.is_(None),
+            Photo.status != "error",
         )
         with self.session() as s:
             yield from ((int(i), str(h)) for i, h in s.execute(q))
