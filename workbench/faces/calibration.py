@@ -66,6 +66,12 @@ class Calibration:
     metric: Metric = "cosine"
     """What ``threshold`` and ``slope`` were fitted on."""
 
+    def _repr_html_(self) -> str | None:
+        """Threshold, fit and the % curve, for notebooks (`workbench.display.evaluation`)."""
+        from workbench.display.evaluation import calibration_repr
+
+        return calibration_repr(self)
+
     @property
     def cosine_threshold(self) -> float:
         """The same-person threshold as a cosine similarity, whatever the metric."""

@@ -27,6 +27,7 @@ import traitlets
 from loguru import logger
 
 from workbench.dashboards import settings_from_query
+from workbench.display.html import format_similarity
 from workbench.errors import WorkbenchError
 from workbench.redaction import printable
 from workbench.settings import WorkbenchSettings
@@ -202,16 +203,6 @@ class Banner(widgets.HTML):  # type: ignore[misc]
         self.value = ""
 
 
-def format_similarity(percent: float) -> str:
-    """A calibrated similarity for people to read: one decimal, but never "100.0 %".
-
-    Past the same-person threshold the calibrated odds climb fast (the local
-    pack reads cosine 0.6 as 99.99 %), and a rounded 100 % would claim a
-    certainty no face match has.
-    """
-    return "> 99.9 %" if percent >= 99.95 else f"{percent:.1f} %"
-
-
 def data_uri(jpeg: bytes | Path, mime: str = "image/jpeg") -> str:
     """A ``data:`` URI of a JPEG (bytes or a cached file): what `ThumbGrid` tiles show."""
     data = jpeg.read_bytes() if isinstance(jpeg, Path) else jpeg
@@ -286,6 +277,7 @@ __all__ = [
     "app_page",
     "app_settings",
     "data_uri",
+    "format_similarity",
     "open_app_workbench",
     "wait_for_page_request",
 ]
