@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import html
 import os
+import sys
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -270,10 +272,34 @@ def app_page(
         return widgets.VBox([banner, ReadyMarker(app=app)])
 
 
+class AppModule(types.ModuleType):
+    """The module of an app, callable as the app: ``workbench.widgets.gallery(wb)``.
+
+    The design names the apps' one call ``workbench.widgets.gallery(wb)``, and
+    ``gallery`` is also the app's module: Python binds the module to that name once
+    it is imported, so a function of that name in the package would be replaced
+    by it. The module itself answers the call instead (`app_module`), and
+    ``from workbench.widgets.gallery import Gallery`` works as before.
+    """
+
+    def __call__(self, wb: Any, **options: Any) -> widgets.Widget:
+        """The app over ``wb`` (a `Workbench`); ``options`` go to the app's class."""
+        return self.__dict__["APP"](wb, **options)
+
+
+def app_module(name: str, app: Callable[..., widgets.Widget]) -> None:
+    """Make the module ``name`` call ``app`` when called (`AppModule`)."""
+    module = sys.modules[name]
+    module.APP = app  # type: ignore[attr-defined]
+    module.__class__ = AppModule
+
+
 __all__ = [
+    "AppModule",
     "Banner",
     "ReadyMarker",
     "ThumbGrid",
+    "app_module",
     "app_page",
     "app_settings",
     "data_uri",

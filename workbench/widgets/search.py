@@ -33,7 +33,7 @@ from workbench.analysis.pictures import Pictures
 from workbench.analysis.search import Match, QueryFace
 from workbench.errors import WorkbenchError
 from workbench.imaging.thumbnails import ThumbnailCache
-from workbench.widgets.common import Banner, ReadyMarker
+from workbench.widgets.common import Banner, ReadyMarker, app_module
 from workbench.widgets.search_results import (
     THUMB_SIZE,
     SampleResult,
@@ -306,6 +306,8 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
             f"{html.escape(text)}</div>"
         )
 
+
+app_module(__name__, SearchBySample)  # `workbench.widgets.search(wb)` is `SearchBySample(wb)`
 
 __all__ = [
     "ACCEPT",
