@@ -47,7 +47,7 @@ FIRST_NOTEBOOK: Final = "explore.ipynb"
 
 
 class LabError(WorkbenchError):
-    """JupyterLab cannot be started here (a busy port, no notebooks folder)."""
+    """JupyterLab cannot be started here (a busy port, no notebooks folder, root)."""
 
 
 def notebooks_dir(env: Mapping[str, str] | None = None) -> Path:
