@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; then `make lab` to explore.
 # Everything installs into .venv from the project's own files; no network
 # beyond the package registries is needed.
 
@@ -10,12 +10,12 @@ SAMPLE ?= $(SHARED)/data/faces-dev/images/dev_0010.jpg
 SLOW   := test-slow test-slow-timed test-slow-dlib test-slow-lfw
 
 # The demo's `local` pack: SCRFD-500MF + MobileFaceNet from ../shared/models.
-demo test $(SLOW): export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
-demo: export WORKBENCH_LOCAL__DETECTOR ?= buffalo_sc/det_500m.onnx
-demo: export WORKBENCH_LOCAL__RECOGNIZER ?= mobilefacenet/MobileFaceNet.onnx
+demo lab test $(SLOW): export WORKBENCH_LOCAL__MODELS_DIR ?= $(abspath $(SHARED)/models)
+demo lab: export WORKBENCH_LOCAL__DETECTOR ?= buffalo_sc/det_500m.onnx
+demo lab: export WORKBENCH_LOCAL__RECOGNIZER ?= mobilefacenet/MobileFaceNet.onnx
 test $(SLOW): export WORKBENCH_SHARED ?= $(abspath $(SHARED))
 
-.PHONY: setup system-deps demo test $(SLOW) lint clean
+.PHONY: setup system-deps demo lab test $(SLOW) lint clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,12 @@ demo: setup
 	$(VENV)/bin/workbench search $(SAMPLE)
 	$(VENV)/bin/workbench cluster
 	$(VENV)/bin/workbench people list
+
+# JupyterLab on notebooks/ for the demo's workbench (127.0.0.1, the URL with its token
+# printed); start with explore.ipynb. `make lab LAB_PORT=8900` for another port.
+LAB_PORT ?= 8888
+lab: setup
+	$(VENV)/bin/workbench lab --port $(LAB_PORT)
 
 test: setup system-deps
 	$(PY) -m pytest

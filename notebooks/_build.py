@@ -748,6 +748,93 @@ record(numbers)""",
     ]
 
 
+def explore() -> list[Cell]:
+    return [
+        (
+            "md",
+            "# Explore: the workbench in JupyterLab\n\n"
+            "What the workbench holds, looked at the way the dashboards show it: its counts, "
+            "the gallery (click a photo for its faces and *Find similar*), a search by a "
+            "sample photo with its matches as thumbnails, the people on their face map, and "
+            "the monitor. Every widget is the dashboards' own, one call each "
+            "(`workbench.widgets.gallery(wb)`, ...), and every result draws itself: "
+            "`wb.stats()`, `wb.search(...)`, a person.\n\n"
+            "Open it with `workbench lab` (`make lab`), which gives every notebook the "
+            "command line's `--home` and `--pack` (the `None`s below), or set them here. "
+            "`workbench run-notebook explore` runs it without a browser and records its "
+            "numbers. The workbench stays open at the end: the widgets keep using it.",
+            (),
+        ),
+        (
+            "code",
+            COMMON_PARAMETERS
+            + """
+sample = None  # a photo to search with (None: the oldest local photo with faces)
+top_k = 6  # matches per face of the sample
+threshold = None  # calibrated % a match needs (None: $WORKBENCH_SEARCH__THRESHOLD, else 85)
+projection = "auto"  # the people map: auto | umap | pca (auto: UMAP when installed)""",
+            ("parameters",),
+        ),
+        (
+            "code",
+            """import workbench
+import workbench.widgets
+from workbench.analysis import reports
+from workbench.notebooks import record
+
+wb = workbench.open(home=home, pack=pack)
+stats = wb.stats()
+stats""",
+            (),
+        ),
+        ("md", "## Gallery", ()),
+        ("code", "workbench.widgets.gallery(wb)", ()),
+        (
+            "md",
+            "## Search by sample\n\n`wb.search` gives every face of the sample with its "
+            "matches, best first; in a notebook it shows them as thumbnails, the matched "
+            "face boxed in red. Below it, the search app: upload photos to search with.",
+            (),
+        ),
+        (
+            "code",
+            """sample = sample or reports.example_photo(wb.catalog, wb.pack.name)
+result = wb.search(sample, top_k=top_k, threshold=threshold) if sample else []
+result if sample else "no photo with faces to search with yet: ingest some, or set sample\"""",
+            (),
+        ),
+        ("code", "workbench.widgets.search(wb)", ()),
+        (
+            "md",
+            "## People\n\nThe face map coloured by person (select points to see their "
+            "faces), the people list and their corrections; *Cluster now* when there are "
+            "no people yet. Then the largest person as a result draws itself.",
+            (),
+        ),
+        ("code", "workbench.widgets.people(wb, projection=projection)", ()),
+        (
+            "code",
+            'people = wb.people.list()\npeople[0] if people else "no people yet"',
+            (),
+        ),
+        ("md", "## Monitor", ()),
+        ("code", "workbench.widgets.monitor(wb)", ()),
+        (
+            "code",
+            """numbers = {
+    "photos": stats.photos,
+    "faces": stats.faces,
+    "agree": stats.agree,
+    "sample_faces": len(result),
+    "matches": sum(len(face.matches) for face in result),
+    "people": len(people),
+}
+record(numbers)  # wb stays open: the widgets above keep using it""",
+            (),
+        ),
+    ]
+
+
 NOTEBOOKS = {
     "01_ingest": ingest,
     "02_embed": embed,
@@ -755,6 +842,7 @@ NOTEBOOKS = {
     "04_cluster": cluster,
     "05_evaluate": evaluate,
     "report": report,
+    "explore": explore,
 }
 
 

@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from workbench.analysis.pictures import Pictures
 from workbench.analysis.search import (
     SETTINGS_TOP_K,
     ImageInput,
     Match,
-    QueryFace,
     TopK,
     search_face,
     search_sample,
 )
+from workbench.analysis.search_result import SearchResult
 from workbench.faces.calibration import Calibration, load_calibration
 from workbench.faces.pack import ComposedPack, ModelPack
 from workbench.faces.registry import open_pack
+from workbench.imaging.thumbnails import ThumbnailCache
 from workbench.ingest.pipeline import Ingest, IngestReport
 from workbench.monitoring.logs import ensure_logging
 from workbench.settings import IndexType, Metric, WorkbenchSettings
@@ -110,6 +112,11 @@ class Workbench:
         else the settings' (``storage.metric``), else the embedder's own."""
         default = self.settings.storage.metric or self.pack.metric
         return self.store.metric_of(self.collection, default)
+
+    @property
+    def pictures(self) -> Pictures:
+        """Thumbnails for the notebook displays of this workbench's results (no model runs)."""
+        return Pictures(self.catalog, ThumbnailCache(self.settings), self.pack.name)
 
     @cached_property
     def calibration(self) -> Calibration:
@@ -214,15 +221,16 @@ class Workbench:
         threshold: float | None = None,
         source: str | None = None,
         include_low_quality: bool = False,
-    ) -> list[QueryFace]:
-        """Every face in ``image`` with its matches at or above ``threshold`` %.
+    ) -> SearchResult:
+        """Every face in ``image`` with its matches at or above ``threshold`` %: a list of
+        `QueryFace` that a notebook shows with thumbnails (`SearchResult`).
 
         ``top_k``: matches per face (default: ``search.top_k`` of the settings, 10), or
         None for every match. Each answer says the gallery it searched and the strangers
         to expect at that threshold; faces below the quality gate are left out unless
         ``include_low_quality``.
         """
-        return search_sample(
+        faces = search_sample(
             self.store,
             self.pack,
             self.calibration,
@@ -232,6 +240,13 @@ class Workbench:
             threshold,
             source,
             include_low_quality,
+        )
+        return SearchResult(
+            faces,
+            sample=image,
+            threshold=self.settings.search.resolve_threshold(threshold),
+            pictures=self.pictures,
+            limits=self.settings.limits,
         )
 
     def search_face(
@@ -305,7 +320,7 @@ class Workbench:
         """The people of this workbench's pack: list, name, merge, split, hide, reject."""
         from workbench.analysis.people import People
 
-        return People(self.catalog, self.pack.name)
+        return People(self.catalog, self.pack.name, pictures=self.pictures)
 
     def cluster_params(
         self, method: str | None = None, *, link_percent: float | None = None, **overrides: Any
@@ -429,4 +444,4 @@ def open(  # noqa: A001 - `workbench.open(...)` reads naturally
     return Workbench(WorkbenchSettings(**values))
 
 
-__all__ = ["Stats", "Workbench", "open"]
+__all__ = ["SearchResult", "Stats", "Workbench", "open"]

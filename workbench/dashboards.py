@@ -245,17 +245,24 @@ def voila_command(
     ]
 
 
-def settings_env(
-    settings: WorkbenchSettings, homes_roots: list[Path] | None = None
-) -> dict[str, str]:
-    """``WORKBENCH_*`` variables that make a kernel's `WorkbenchSettings` this workbench's,
-    and tell its pages which homes they may name (`check_page_choice`)."""
-    home = str(Path(settings.home).resolve())
-    env = {"WORKBENCH_HOME": home, "WORKBENCH_PACK": settings.pack, SERVED_HOME_ENV: home}
+def kernel_env(settings: WorkbenchSettings) -> dict[str, str]:
+    """``WORKBENCH_*`` variables that make a kernel's `WorkbenchSettings` this workbench's:
+    its home, pack, and the detector or embedder the command line chose."""
+    env = {"WORKBENCH_HOME": str(Path(settings.home).resolve()), "WORKBENCH_PACK": settings.pack}
     for key in ("detector", "embedder"):
         value = getattr(settings, key)
         if value is not None:
             env[f"WORKBENCH_{key.upper()}"] = str(value)
+    return env
+
+
+def settings_env(
+    settings: WorkbenchSettings, homes_roots: list[Path] | None = None
+) -> dict[str, str]:
+    """`kernel_env`, and what tells the pages which homes they may name
+    (`check_page_choice`)."""
+    env = kernel_env(settings)
+    env[SERVED_HOME_ENV] = env["WORKBENCH_HOME"]
     if homes_roots:
         env[HOMES_ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in homes_roots)
     return env
@@ -272,16 +279,30 @@ def serve(
 ) -> int:
     """Serve the apps until Voila exits (Ctrl-C); returns Voila's exit code.
 
-    Holds the home's shared vector server while the apps run (unless the
-    settings name a Milvus server), so pages find it started.
+    Holds the home's shared vector server while the apps run (`run_server`).
+    """
+    _require_voila()
+    folder = folder or dashboards_dir()
+    check_port_free(host, port)
+    command = voila_command(folder, host, port, open_browser, preheat)
+    return run_server(settings, command, settings_env(settings, homes_roots), "voila")
+
+
+def run_server(
+    settings: WorkbenchSettings, command: list[str], env: Mapping[str, str], name: str
+) -> int:
+    """Run ``command`` (a Voila or Jupyter server) with ``env`` added to this process's
+    environment until it exits or Ctrl-C; returns its exit code.
+
+    Holds the home's shared vector server meanwhile (unless the settings name a
+    Milvus server), so kernels find it started. The server's output (its
+    kernels' too) goes to stderr, control characters escaped, until it is
+    stopping; then to the debug log as ``<name>: ...``.
     """
     from workbench.store.catalog_vectors import writable
     from workbench.store.lite_server import attach
     from workbench.store.vectors import is_lite_uri
 
-    _require_voila()
-    folder = folder or dashboards_dir()
-    check_port_free(host, port)
     with contextlib.ExitStack() as stack:
         _exit_on_sigterm(stack)
         uri = settings.milvus_uri
@@ -290,39 +311,40 @@ def serve(
             stack.enter_context(
                 attach(Path(uri), idle_s=storage.lite_idle_s, wait_s=storage.wait_s)
             )
-        env = {**os.environ, **settings_env(settings, homes_roots)}
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels share cores with Milvus
+        full_env = {**os.environ, **env}
+        full_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels share cores with Milvus
         proc = subprocess.Popen(
-            voila_command(folder, host, port, open_browser, preheat),
-            env=env,
+            command,
+            env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             # Its own session: Ctrl-C in the terminal reaches this process only, which then
-            # stops Voila, and Voila its kernels.
+            # stops the server, and the server its kernels.
             start_new_session=True,
         )
-        relay = _Relay(proc)
+        relay = _Relay(proc, name)
         try:
             return proc.wait()
         except KeyboardInterrupt:
             return 0
         finally:
-            # A kernel stopped in the middle of a reply prints a ZMQ traceback: what Voila
-            # and its kernels say while stopping goes to the debug log (-v), not the terminal.
+            # A kernel stopped in the middle of a reply prints a ZMQ traceback: what the
+            # server and its kernels say while stopping goes to the debug log (-v).
             relay.quiet = True
             _stop(proc)
             relay.join(5)
 
 
 class _Relay(threading.Thread):
-    """Copies Voila's output (its kernels' too) to stderr, control characters escaped;
+    """Copies a server's output (its kernels' too) to stderr, control characters escaped;
     once ``quiet``, to the debug log only."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        super().__init__(name="voila-output", daemon=True)
+    def __init__(self, proc: subprocess.Popen[bytes], name: str) -> None:
+        super().__init__(name=f"{name}-output", daemon=True)
         assert proc.stdout is not None
         self._out = proc.stdout
+        self.label = name
         self.quiet = False
         self.start()
 
@@ -334,7 +356,7 @@ class _Relay(threading.Thread):
         for raw in self._out:
             line = printable(raw.decode("utf-8", "replace").rstrip("\r\n"), keep="\t")
             if self.quiet:
-                logger.debug("voila: {}", line)
+                logger.debug("{}: {}", self.label, line)
             else:
                 print(line, file=sys.stderr, flush=True)
 
@@ -390,10 +412,12 @@ __all__ = [
     "free_port",
     "host_warning",
     "is_loopback",
+    "kernel_env",
     "list_apps",
     "PageRefused",
     "check_page_choice",
     "parse_query",
+    "run_server",
     "serve",
     "settings_from_query",
     "voila_command",

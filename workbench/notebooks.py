@@ -30,8 +30,10 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_cluster",
     "05_evaluate",
     "report",
+    "explore",
 )
-"""The notebooks shipped in the repository's ``notebooks/`` folder, in pipeline order."""
+"""The notebooks shipped in the repository's ``notebooks/`` folder, in pipeline order (then
+``explore``, the one to open in JupyterLab)."""
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 """The repository's ``notebooks/`` folder (the package is installed editable)."""

@@ -1,7 +1,7 @@
 """The parameterized notebooks, executed by papermill on real photos with the real `local` pack.
 
-01_ingest → 02_embed → 03_index → 04_cluster → 05_evaluate → report run
-once, in order, on a fresh workbench of 20 dev photos (one without a face,
+01_ingest → 02_embed → 03_index → 04_cluster → 05_evaluate → report → explore
+run once, in order, on a fresh workbench of 20 dev photos (one without a face,
 one corrupt file), a slice of LFW and a CelebA-format folder made of dev
 photos; the tests check the numbers each notebook recorded in its last cell.
 """
@@ -126,6 +126,7 @@ def build_pipeline(
             ("04_cluster", {"projection": "pca"}, "04_cluster.ipynb"),
             ("05_evaluate", evaluate, "05_evaluate.ipynb"),
             ("report", {}, "report.html"),
+            ("explore", {"projection": "pca"}, "explore.ipynb"),
         ]:
             runs[name] = run_notebook(name, {**common, **params}, output=out / output)
     return Pipeline(root, home, photos, decoy, runs)
@@ -232,6 +233,27 @@ def test_report_html_embeds_plotly_inline(notebook_pipeline: Pipeline) -> None:
     assert not [s for s in srcs if "require" in s], srcs
     assert "Recent errors" in html and "corrupt.jpg" in html
     assert "reports.counts_by_source_status" not in html  # the report hides its code
+
+
+def test_explore_shows_the_widgets_and_the_results_drawn(notebook_pipeline: Pipeline) -> None:
+    import nbformat
+
+    n = notebook_pipeline.numbers("explore")
+    report = notebook_pipeline.numbers("report")
+    assert (n["photos"], n["faces"], n["agree"]) == (report["photos"], report["faces"], True)
+    assert n["sample_faces"] >= 1 and n["matches"] >= 1  # the sample finds itself at least
+    assert n["people"] == notebook_pipeline.numbers("04_cluster")["people"]
+    nb = nbformat.read(notebook_pipeline.runs["explore"].output, as_version=4)  # type: ignore[attr-defined]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 4  # gallery, search, people, monitor
+    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    kinds = [re.search(r'data-wb-repr="([\w-]+)"', h).group(1) for h in html if "wb-repr" in h]  # type: ignore[union-attr]
+    assert kinds == ["stats", "search", "person"], kinds
+    search = next(h for h in html if 'data-wb-repr="search"' in h)
+    assert search.count('data-testid="repr-match"') == n["matches"]  # top_k 6: every one
+    assert search.count("data:image/jpeg;base64,") >= 3  # the sample, its face, a match
+    assert not any(o.get("output_type") == "error" for o in outputs)
 
 
 def test_second_report_counts_only_new_faces(

@@ -12,8 +12,8 @@ All of it is per pack: people live in one embedding space.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 
@@ -21,6 +21,12 @@ from workbench.analysis.cluster import NOISE, ClusterParams, normalise
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.store.catalog import Catalog
 from workbench.store.models import Face, FacePerson, Person, Rejection
+
+
+class CoverPictures(Protocol):
+    """Gives a person's cover face as JPEG bytes (`workbench.analysis.pictures.Pictures`)."""
+
+    def cover(self, person_id: int) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class PersonInfo:
     photos: int
     hidden: bool
     confirmed: bool
+    pictures: CoverPictures | None = field(default=None, compare=False, repr=False)
+    """Where a notebook display gets the cover face from (the listing workbench's)."""
 
     @property
     def label(self) -> str:
@@ -46,13 +54,21 @@ class PersonInfo:
             "confirmed": self.confirmed,
         }
 
+    def _repr_html_(self) -> str | None:
+        """The cover face and counts, for notebooks (`workbench.display.people`)."""
+        from workbench.display.people import person_repr
+
+        return person_repr(self)
+
 
 class People:
     """The people of one pack in a catalog: queries and the user's corrections."""
 
-    def __init__(self, catalog: Catalog, pack: str) -> None:
+    def __init__(self, catalog: Catalog, pack: str, pictures: CoverPictures | None = None) -> None:
         self.catalog = catalog
         self.pack = pack
+        self.pictures = pictures
+        """Handed to every `PersonInfo`, for its notebook display."""
 
     # ---- queries -----------------------------------------------------------
     def list(self, include_hidden: bool = False) -> list[PersonInfo]:
@@ -95,7 +111,18 @@ class People:
                 return []
             q = q.where(Person.id.in_(list(ids)))
         with self.catalog.session() as s:
-            return [PersonInfo(*row) for row in s.execute(q)]
+            return [PersonInfo(*row, pictures=self.pictures) for row in s.execute(q)]
+
+    def cover_face(self, person_id: int) -> int | None:
+        """The face that stands for a person: its most confident detection (then the oldest)."""
+        with self.catalog.session() as s:
+            return s.scalar(
+                select(Face.id)
+                .join(FacePerson, FacePerson.face_id == Face.id)
+                .where(FacePerson.person_id == person_id)
+                .order_by(Face.score.desc(), Face.id)
+                .limit(1)
+            )
 
     def infos(self, person_ids: Sequence[int]) -> list[PersonInfo]:
         """These people (hidden ones too), in id order; ids without faces are left out."""

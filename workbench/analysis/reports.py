@@ -374,6 +374,21 @@ def index_self_check(store: FaceStore, pack: str, n: int = 20) -> pd.DataFrame:
 
 
 # ---- what ran where -------------------------------------------------------------
+def example_photo(catalog: Catalog, pack: str) -> str | None:
+    """A photo to search with when a notebook names none: the oldest local photo in which
+    ``pack`` found faces and whose file is still there; ``None`` when there is none."""
+    q = (
+        select(Photo.uri)
+        .join(Face, Face.photo_id == Photo.id)
+        .where(Face.pack == pack, Photo.origin == "local")
+        .group_by(Photo.id, Photo.uri)
+        .order_by(Photo.id)
+        .limit(100)
+    )
+    with catalog.session() as s:
+        return next((uri for (uri,) in s.execute(q) if Path(uri).is_file()), None)
+
+
 def device_used(pack: ModelPack | None) -> str:
     """``cuda`` or ``cpu``: where the pack's models run (``not loaded`` before first use).
 

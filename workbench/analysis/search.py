@@ -149,6 +149,12 @@ class QueryFace:
             "people": [p.to_dict() for p in self.people],
         }
 
+    def _repr_html_(self) -> str | None:
+        """Its matches as a table, for notebooks (`workbench.display.search`)."""
+        from workbench.display.search import query_face_repr
+
+        return query_face_repr(self)
+
 
 def load_sample(image: ImageInput, limits: LimitSettings) -> DecodedImage:
     """The sample photo decoded (a path, its bytes, an RGB array or a decoded image)."""

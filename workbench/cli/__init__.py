@@ -3,7 +3,7 @@
 ``--json`` prints exactly one JSON document on stdout; logs and progress bars
 go to stderr. This root holds the global options and the table of the command
 modules (one per group: photos, evaluate, people, export, db, milvus, workers,
-metrics, notebooks, dashboards, api), which share `workbench.cli._common`; a
+metrics, notebooks, lab, dashboards, api), which share `workbench.cli._common`; a
 module is imported when one of its commands runs.
 """
 
@@ -48,6 +48,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     ),
     "export": ("export", "Write faces, photos or people to a CSV, JSON or XLSX file."),
     "ingest": ("photos", "Detect, embed and store every face in PATHS."),
+    "lab": ("lab", "Open JupyterLab on notebooks/ for this workbench, until Ctrl-C."),
     "milvus": ("milvus", "Run a local Milvus server (standalone, embedded etcd; no Docker)."),
     "packs": (
         "photos",

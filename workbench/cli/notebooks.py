@@ -46,7 +46,7 @@ def run_notebook(
 ) -> None:
     """Run a parameterized notebook with papermill.
 
-    NAME is 01_ingest, 02_embed, 03_index, 04_cluster, 05_evaluate, report,
+    NAME is 01_ingest, 02_embed, 03_index, 04_cluster, 05_evaluate, report, explore,
     or the path of an .ipynb file. The global --home and --pack become the
     notebook's `home` and `pack` parameters unless -p sets them. Prints the
     executed notebook's path (and the HTML's); --json prints {notebook,

@@ -389,6 +389,12 @@ class CelebaReport:
             "ms_per_image": round(ms, 2) if (ms := self.ms_per_image) is not None else None,
         }
 
+    def _repr_html_(self) -> str | None:
+        """Headline numbers and the ROC, for notebooks (`workbench.display.evaluation`)."""
+        from workbench.display.evaluation import celeba_repr
+
+        return celeba_repr(self)
+
     def summary(self) -> str:
         c = self.at_threshold
         lines = [

@@ -135,6 +135,12 @@ class Comparison:
             "seconds": round(self.seconds, 1),
         }
 
+    def _repr_html_(self) -> str | None:
+        """A row per pack and their ROCs, for notebooks (`workbench.display.evaluation`)."""
+        from workbench.display.evaluation import comparison_repr
+
+        return comparison_repr(self)
+
     def save(self, home: Path) -> Path:
         """Write the JSON document to ``<home>/evaluations/`` (the report notebook reads it)."""
         return save_evaluation(self.to_dict(), home, "lfw", self.created)

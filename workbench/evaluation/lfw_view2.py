@@ -116,6 +116,12 @@ class LfwReport:
             "roc": self.kfold.roc.thinned(),
         }
 
+    def _repr_html_(self) -> str | None:
+        """Headline numbers and the ROC, for notebooks (`workbench.display.evaluation`)."""
+        from workbench.display.evaluation import lfw_repr
+
+        return lfw_repr(self)
+
     def summary(self) -> str:
         d = self.to_dict()
         nf = d["no_face"]

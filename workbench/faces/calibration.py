@@ -86,6 +86,12 @@ class Calibration:
     version: int = 1
     """The meaning of the percentage this entry was written for (`SCALE_VERSION`)."""
 
+    def _repr_html_(self) -> str | None:
+        """Threshold, fit and the % curve, for notebooks (`workbench.display.evaluation`)."""
+        from workbench.display.evaluation import calibration_repr
+
+        return calibration_repr(self)
+
     @property
     def cosine_threshold(self) -> float:
         """The same-person threshold as a cosine similarity, whatever the metric."""

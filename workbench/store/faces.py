@@ -71,6 +71,12 @@ class Stats:
     def agree(self) -> bool:
         return all(p.agree for p in self.packs)
 
+    def _repr_html_(self) -> str | None:
+        """A table per source and status, for notebooks (`workbench.display.stats`)."""
+        from workbench.display.stats import stats_repr
+
+        return stats_repr(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "photos": self.photos,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import html
 import os
+import sys
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import traitlets
 from loguru import logger
 
 from workbench.dashboards import settings_from_query
+from workbench.display.html import format_similarity
 from workbench.errors import WorkbenchError
 from workbench.redaction import printable
 from workbench.settings import WorkbenchSettings
@@ -202,16 +205,6 @@ class Banner(widgets.HTML):  # type: ignore[misc]
         self.value = ""
 
 
-def format_similarity(percent: float) -> str:
-    """A calibrated similarity for people to read: one decimal, but never "100.0 %".
-
-    Past the same-person threshold the calibrated odds climb fast (the local
-    pack reads cosine 0.6 as 99.99 %), and a rounded 100 % would claim a
-    certainty no face match has.
-    """
-    return "> 99.9 %" if percent >= 99.95 else f"{percent:.1f} %"
-
-
 def data_uri(jpeg: bytes | Path, mime: str = "image/jpeg") -> str:
     """A ``data:`` URI of a JPEG (bytes or a cached file): what `ThumbGrid` tiles show."""
     data = jpeg.read_bytes() if isinstance(jpeg, Path) else jpeg
@@ -279,13 +272,38 @@ def app_page(
         return widgets.VBox([banner, ReadyMarker(app=app)])
 
 
+class AppModule(types.ModuleType):
+    """The module of an app, callable as the app: ``workbench.widgets.gallery(wb)``.
+
+    The design names the apps' one call ``workbench.widgets.gallery(wb)``, and
+    ``gallery`` is also the app's module: Python binds the module to that name once
+    it is imported, so a function of that name in the package would be replaced
+    by it. The module itself answers the call instead (`app_module`), and
+    ``from workbench.widgets.gallery import Gallery`` works as before.
+    """
+
+    def __call__(self, wb: Any, **options: Any) -> widgets.Widget:
+        """The app over ``wb`` (a `Workbench`); ``options`` go to the app's class."""
+        return self.__dict__["APP"](wb, **options)
+
+
+def app_module(name: str, app: Callable[..., widgets.Widget]) -> None:
+    """Make the module ``name`` call ``app`` when called (`AppModule`)."""
+    module = sys.modules[name]
+    module.APP = app  # type: ignore[attr-defined]
+    module.__class__ = AppModule
+
+
 __all__ = [
+    "AppModule",
     "Banner",
     "ReadyMarker",
     "ThumbGrid",
+    "app_module",
     "app_page",
     "app_settings",
     "data_uri",
+    "format_similarity",
     "open_app_workbench",
     "wait_for_page_request",
 ]

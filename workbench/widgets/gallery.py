@@ -39,7 +39,7 @@ from workbench.analysis.gallery import (
     photo_detail,
 )
 from workbench.imaging.thumbnails import DEFAULT_SIZE, ThumbnailCache, ThumbnailError
-from workbench.widgets.common import Banner, ThumbGrid, data_uri, format_similarity
+from workbench.widgets.common import Banner, ThumbGrid, app_module, data_uri, format_similarity
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -459,5 +459,7 @@ def _quality_text(f: FaceDetail) -> str:
 def _dates_swapped(a: dt.date | None, b: dt.date | None) -> bool:
     return a is not None and b is not None and a > b
 
+
+app_module(__name__, Gallery)  # `workbench.widgets.gallery(wb)` is `Gallery(wb)`
 
 __all__ = ["DETAIL_SIZE", "Gallery"]

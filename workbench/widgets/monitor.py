@@ -44,7 +44,7 @@ from loguru import logger
 
 from workbench.analysis import reports
 from workbench.errors import WorkbenchError
-from workbench.widgets.common import Banner, ReadyMarker
+from workbench.widgets.common import Banner, ReadyMarker, app_module
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -515,6 +515,8 @@ def _table(testid: str, head: Iterable[str], rows: list[str], attrs: str = "") -
         f"<thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
+
+app_module(__name__, Monitor)  # `workbench.widgets.monitor(wb)` is `Monitor(wb)`
 
 __all__ = [
     "MetricSample",

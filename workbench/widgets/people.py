@@ -34,7 +34,7 @@ from workbench.analysis.facemap import ColorBy, FaceMap, Projection, face_map_fi
 from workbench.analysis.people import PersonInfo
 from workbench.errors import WorkbenchError
 from workbench.imaging.thumbnails import ThumbnailCache
-from workbench.widgets.common import Banner, ReadyMarker, ThumbGrid, data_uri
+from workbench.widgets.common import Banner, ReadyMarker, ThumbGrid, app_module, data_uri
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -459,5 +459,7 @@ def _people_html(people: list[PersonInfo], current: int | None) -> str:
         f"<th>Confirmed</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
+
+app_module(__name__, PeopleApp)  # `workbench.widgets.people(wb)` is `PeopleApp(wb)`
 
 __all__ = ["MAX_FACES", "PeopleApp"]

@@ -28,14 +28,12 @@ import ipywidgets as w
 import traitlets
 from loguru import logger
 
-from workbench.analysis.gallery import facets, photo_detail
+from workbench.analysis.gallery import facets
+from workbench.analysis.pictures import Pictures
 from workbench.analysis.search import Match, QueryFace
 from workbench.errors import WorkbenchError
 from workbench.imaging.thumbnails import ThumbnailCache
-from workbench.widgets.common import (
-    Banner,
-    ReadyMarker,
-)
+from workbench.widgets.common import Banner, ReadyMarker, app_module
 from workbench.widgets.search_results import (
     PAGE_SIZE,
     THUMB_SIZE,
@@ -327,13 +325,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
     def _tile(self, m: Match) -> str:
         """A match tile whose thumbnail has every face of the photo boxed, the match in red."""
         try:
-            detail = photo_detail(self.wb.catalog, m.photo_id, pack=self.wb.pack.name)
-            ids = [f.id for f in detail.faces]
-            if m.face_id in ids:
-                boxes, hi = detail.boxes, ids.index(m.face_id)
-            else:
-                boxes, hi = [m.box], 0
-            thumb = self.cache.boxed(detail, boxes, size=THUMB_SIZE, highlight=hi)
+            thumb = Pictures(self.wb.catalog, self.cache, self.wb.pack.name).match(m, THUMB_SIZE)
             return match_tile_html(m, thumb)
         except WorkbenchError as e:
             return match_tile_html(m, None, f"no thumbnail: {e}")
@@ -345,6 +337,8 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
             f"{html.escape(text)}</div>"
         )
 
+
+app_module(__name__, SearchBySample)  # `workbench.widgets.search(wb)` is `SearchBySample(wb)`
 
 __all__ = [
     "ACCEPT",

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
 from loguru import logger
-from numpy.typing import NDArray
-from PIL import Image
 
 from workbench.analysis.export import csv_cell
+from workbench.analysis.pictures import face_crop as crop_sample_face
 from workbench.analysis.search import Match, QueryFace
 from workbench.errors import WorkbenchError
 from workbench.imaging.decode import DecodedImage, decode_image
@@ -144,16 +142,7 @@ def search_upload(
 
 def face_crop(sample: DecodedImage, box: Sequence[float], size: int = FACE_CROP_SIZE) -> bytes:
     """A square JPEG crop around a face of the sample, with some context around the box."""
-    rgb: NDArray[np.uint8] = sample.rgb
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1) * 1.5
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    h, w_ = rgb.shape[:2]
-    left, top = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
-    right, bottom = min(w_, round(cx + side / 2)), min(h, round(cy + side / 2))
-    img = Image.fromarray(rgb[top : max(bottom, top + 1), left : max(right, left + 1)])
-    img.thumbnail((size, size))
-    return _jpeg(img)
+    return crop_sample_face(sample, box, size)
 
 
 # ---- export ------------------------------------------------------------------------
@@ -369,12 +358,6 @@ def _page_html(face: QueryFace, tiles: Sequence[str], page: int, size: int) -> s
                 )
         out.append(tile)
     return "".join(out)
-
-
-def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
 
 
 __all__ = [
