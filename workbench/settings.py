@@ -236,6 +236,9 @@ class QualitySettings(BaseModel):
 
 class SearchSettings(BaseModel):
     top_k: int = Field(10, ge=1, le=16384)
+    page_size: int = Field(
+        24, ge=1, le=1000, description="match tiles per face on one page of the search app"
+    )
     threshold: float = Field(
         85.0,
         ge=0.0,

@@ -230,6 +230,8 @@ def start_dashboards(
     logs.mkdir(parents=True, exist_ok=True)
     env = cli_env(home, models_dir)
     env["OMP_WAIT_POLICY"] = "PASSIVE"
+    # Pages of 4 match tiles: a search of the dev set then has more than one to page through.
+    env["WORKBENCH_SEARCH__PAGE_SIZE"] = "4"
     return DashboardsServer(env, logs / f"{log_name}.log", *options)
 
 

@@ -71,6 +71,49 @@ def test_upload_finds_the_same_person(
     assert "Traceback" not in page.content()
 
 
+def test_every_match_pages_and_says_the_strangers_to_expect(
+    page: Any, dashboards_url: str, dev_photos: list[DevPhoto]
+) -> None:
+    """Top K "all": every match above the threshold, 4 tiles a page (the test server's
+    WORKBENCH_SEARCH__PAGE_SIZE), and the gallery searched with the strangers to expect."""
+    sample = next(p for p in dev_photos if p.category == "identity" and p.identity == IDENTITY)
+    open_app(page, dashboards_url, "search")
+    page.locator(".wb-topk select").select_option(label="all")
+    handle = page.locator(".wb-threshold .noUi-handle")
+    handle.focus()
+    for _ in range(15):  # 85 -> 70 %: more matches
+        handle.press("ArrowLeft")
+    upload(page, sample.path)
+    face = page.locator('[data-testid="query-face"]').first
+    face.wait_for(timeout=SEARCH_TIMEOUT_MS)
+    total = int(face.get_attribute("data-total") or 0)
+    assert total > 4, f"{total} matches: not enough to page through"
+    expected = face.locator('[data-testid="expected-strangers"]')
+    assert "faces searched" in expected.inner_text() and "at 70 %" in expected.inner_text()
+    assert float(expected.get_attribute("data-expected")) == pytest.approx(
+        1e-2 * int(expected.get_attribute("data-gallery")), rel=1e-3
+    )
+    seen: list[str] = []
+    pages = -(-total // 4)
+    for n in range(pages):
+        tiles = page.locator('[data-testid="match"]')
+        ids = [t.get_attribute("data-face-id") or "" for t in tiles.all()]
+        assert len(ids) == (4 if n < pages - 1 else total - 4 * (pages - 1)), (n, ids)
+        assert f"showing {4 * n + 1}–" in page.locator('[data-testid="page"]').first.inner_text()
+        seen += ids
+        screenshot(page, f"search-all-page-{n + 1}")
+        if n < pages - 1:
+            page.locator(".wb-next button, button.wb-next").first.click()
+            page.wait_for_function(
+                "(first) => document.querySelector('[data-testid=\"match\"]')"
+                "?.getAttribute('data-face-id') !== first",
+                arg=ids[0],
+            )
+    assert len(set(seen)) == total  # every match once, over the pages
+    assert page.locator(".wb-next button, button.wb-next").first.is_disabled()
+    assert "Traceback" not in page.content()
+
+
 def test_no_face_photo_shows_a_message(
     page: Any, dashboards_url: str, dev_photos: list[DevPhoto]
 ) -> None:

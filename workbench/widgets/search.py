@@ -35,7 +35,6 @@ from workbench.errors import WorkbenchError
 from workbench.imaging.thumbnails import ThumbnailCache
 from workbench.widgets.common import Banner, ReadyMarker, app_module
 from workbench.widgets.search_results import (
-    PAGE_SIZE,
     THUMB_SIZE,
     SampleResult,
     Upload,
@@ -194,6 +193,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         self.exports = w.HTML(exports_html([]))
         self.output = w.HTML("")
         self.page = 0
+        self.page_size = wb.settings.search.page_size
         self.prev_button = w.Button(description="◀ Previous", disabled=True)
         self.prev_button.add_class("wb-prev")
         self.next_button = w.Button(description="Next ▶", disabled=True)
@@ -305,14 +305,14 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
     def pages(self) -> int:
         """Pages of match tiles: enough for the face with the most matches."""
         most = max((len(q.matches) for r in self.results for q in r.faces), default=0)
-        return max(1, -(-most // PAGE_SIZE))
+        return max(1, -(-most // self.page_size))
 
     def show_page(self, page: int) -> None:
         """Show page ``page`` (from 0) of every face's matches; thumbnails for it only."""
         self.page = min(max(0, page), self.pages - 1)
         threshold = float(self.threshold.value)
         self.output.value = "".join(
-            sample_html(r, [self._tiles(q) for q in r.faces], threshold, self.page)
+            sample_html(r, [self._tiles(q) for q in r.faces], threshold, self.page, self.page_size)
             for r in self.results
             if not r.message
         )
@@ -320,7 +320,7 @@ class SearchBySample(w.VBox):  # type: ignore[misc]
         self.next_button.disabled = self.page >= self.pages - 1
 
     def _tiles(self, face: QueryFace) -> list[str]:
-        return [self._tile(m) for m in page_of(face, self.page)]
+        return [self._tile(m) for m in page_of(face, self.page, self.page_size)]
 
     def _tile(self, m: Match) -> str:
         """A match tile whose thumbnail has every face of the photo boxed, the match in red."""
