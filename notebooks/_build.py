@@ -333,7 +333,7 @@ def cluster() -> list[Cell]:
             COMMON_PARAMETERS
             + """
 method = None  # dbscan | hdbscan | kmeans (None: the pack's, dbscan for local, hdbscan for dlib)
-link_percent = None  # dbscan: link faces at this calibrated similarity % (None: 99.99)
+link_percent = None  # dbscan: link faces at this similarity % (None: the pack's, 91.4 for local)
 min_similarity = None  # dbscan: link at this cosine instead (None: from link_percent)
 n_clusters = None  # kmeans: the number of people
 projection = "auto"  # auto | umap | pca (auto: UMAP when umap-learn is installed)

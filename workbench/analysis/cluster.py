@@ -16,8 +16,9 @@ Three rules hold for every method here:
 * **noise is ``-1``** in ``labels_``.
 
 Defaults come from the pack's calibration (`ClusterParams.for_calibration`):
-two faces are *linked* when their similarity reaches ``link_percent`` (91.4 % by
-default: a pair false-match rate of 5e-7, one stranger pair in two million).
+two faces are *linked* when their similarity reaches ``link_percent`` (the pack's
+own from its calibration, else 91.4 %: a pair false-match rate of 5e-7, one stranger
+pair in two million; `dlib`'s is 81.5 %, cosine 0.945, where its links were before).
 Links are transitive in DBSCAN, so each must be far surer than the 85 % (1e-5) of a
 single search's match.
 Packs whose same-person and different-person similarities overlap more
@@ -153,10 +154,13 @@ class ClusterParams:
 
     @classmethod
     def for_calibration(
-        cls, calibration: Calibration, link_percent: float = DEFAULT_LINK_PERCENT, **overrides: Any
+        cls, calibration: Calibration, link_percent: float | None = None, **overrides: Any
     ) -> ClusterParams:
         """The pack's defaults: its method (DBSCAN unless the calibration names another),
-        linking faces at ``link_percent`` calibrated similarity."""
+        linking faces at ``link_percent`` similarity (default: the pack's own, from its
+        calibration, else `DEFAULT_LINK_PERCENT`)."""
+        if link_percent is None:
+            link_percent = calibration.link_percent or DEFAULT_LINK_PERCENT
         method = calibration.cluster_method or "dbscan"
         if method not in METHODS:
             method = "dbscan"  # a calibration file from a newer version

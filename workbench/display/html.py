@@ -92,9 +92,8 @@ def number(value: float | int | None, digits: int = 4) -> str:
 def format_similarity(value: float) -> str:
     """A calibrated similarity for people to read: one decimal, but never "100.0 %".
 
-    Past the same-person threshold the calibrated odds climb fast (the local
-    pack reads cosine 0.6 as 99.99 %), and a rounded 100 % would claim a
-    certainty no face match has.
+    Near-identical faces (the same photo again, cosine 0.99) read 99.9 % and more,
+    and a rounded 100 % would claim a certainty no face match has.
     """
     return "> 99.9 %" if value >= 99.95 else f"{value:.1f} %"
 

@@ -83,6 +83,9 @@ class Calibration:
     """What ``threshold`` and ``slope`` were fitted on."""
     false_match: FmrCurve | None = None
     """The pack's pair false-match rate by cosine (None: not measured; a generic curve)."""
+    link_percent: float | None = None
+    """The similarity % at which clustering links two of this pack's faces (None: the
+    default of `workbench.analysis.cluster`)."""
     version: int = 1
     """The meaning of the percentage this entry was written for (`SCALE_VERSION`)."""
 
@@ -229,6 +232,15 @@ def _from_entry(
             if curve is None:
                 curve = table.get(k, {}).get("false_match")
     known["false_match"] = FmrCurve.from_dict(curve) if curve else None
+    if known.get("link_percent") is None:  # like the curve, it does not depend on the metric
+        known["link_percent"] = next(
+            (
+                t[key.split("@")[0]]["link_percent"]
+                for t in tables
+                if t.get(key.split("@")[0], {}).get("link_percent") is not None
+            ),
+            None,
+        )
     if curve and known.get("version", 1) < SCALE_VERSION:
         known["version"] = SCALE_VERSION
     return Calibration(**{**known, "pack": pack})
