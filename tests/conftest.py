@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class DevPhoto:
     identity: str
     n_faces: int | None
     category: str
+    copy_of: Path | None = None
+    """The earlier dev photo this one is a copy of (labels.csv: "near-duplicate of ...");
+    the workbench records it as a duplicate and does not analyse it again."""
 
 
 @pytest.fixture(autouse=True)
@@ -89,15 +93,23 @@ def lfw_dir() -> Path:
 @pytest.fixture(scope="session")
 def dev_photos(faces_dev_dir: Path) -> list[DevPhoto]:
     with open(faces_dev_dir / "labels.csv", newline="") as fh:
-        return [
+        rows = list(csv.DictReader(fh))
+    seen: set[str] = set()
+    photos = []
+    for row in rows:
+        copied = re.findall(r"near-duplicate of (\S+)", row["notes"])
+        earlier = [c for c in copied if c in seen]
+        photos.append(
             DevPhoto(
                 faces_dev_dir / row["path"],
                 row["identity"],
                 int(row["n_faces"]) if row["n_faces"] else None,
                 row["category"],
+                faces_dev_dir / earlier[0] if earlier else None,
             )
-            for row in csv.DictReader(fh)
-        ]
+        )
+        seen.add(row["path"])
+    return photos
 
 
 def evaluation_script(name: str) -> object:

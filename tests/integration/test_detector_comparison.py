@@ -50,7 +50,9 @@ def test_json_document_has_the_contract(
     assert doc["kind"] == "detectors"
     assert (doc["lfw_dir"], doc["dev_dir"]) == (str(lfw_dir), str(faces_dev_dir))
     assert doc["limit"] == LFW_LIMIT
-    assert doc["detection"] == {"min_score": 0.5, "min_face_size": 20, "input_size": 640}
+    assert doc["detection"] == {
+        "min_score": 0.5, "min_face_size": 20, "input_size": 640, "pad_retry": True,
+    }  # fmt: skip
     assert doc["skipped"] == []  # named detectors: nothing else is tried
     assert [d["detector"] for d in doc["detectors"]] == DETECTORS
     assert doc["detectors"][0]["model"] == "det_500m"  # scrfd is the local models dir's SCRFD

@@ -327,7 +327,9 @@ def _archives(f: Folder) -> None:
 
 
 def build(root: Path, dev_photos: list[DevPhoto]) -> Folder:
-    f = Folder(root, dev=[p.path for p in dev_photos if p.category == "identity"])
+    # Distinct pictures only: the dev set's recorded copy would be a duplicate here too.
+    distinct = [p.path for p in dev_photos if p.category == "identity" and p.copy_of is None]
+    f = Folder(root, dev=distinct)
     _good_photos(f)
     _odd_names(f)
     _bad_files(f)

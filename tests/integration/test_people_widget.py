@@ -17,10 +17,12 @@ PER_IDENTITY = 4
 
 
 def small_set(dev_photos: list[DevPhoto], target: Path) -> Path:
-    """~16 single-face photos of 4 identities copied to ``target``."""
+    """16 single-face photos of 4 identities copied to ``target`` (distinct pictures: the
+    dev set's recorded copy would be shown once)."""
     target.mkdir(parents=True, exist_ok=True)
     for identity in IDENTITIES:
-        for p in [p for p in dev_photos if p.identity == identity][:PER_IDENTITY]:
+        distinct = [p for p in dev_photos if p.identity == identity and p.copy_of is None]
+        for p in distinct[:PER_IDENTITY]:
             shutil.copy(p.path, target / p.path.name)
     return target
 

@@ -65,7 +65,9 @@ def test_controls_have_the_issue_ranges(app: SearchBySample) -> None:
     assert (app.threshold.min, app.threshold.max, app.threshold.value) == (70, 95, 85)
     assert app.upload.multiple is True
     assert set(app.upload.accept.split(",")) == {".jpg", ".jpeg", ".png", ".webp"}
-    assert app.top_k.value == 10 and 5 in app.top_k.options and 50 in app.top_k.options
+    top_ks = dict(app.top_k.options)
+    assert app.top_k.value == 10 and top_ks["5"] == 5 and top_ks["50"] == 50
+    assert top_ks["all"] == 0  # every match at the threshold, paged
     assert app.source.options[0] == ("all sources", "")
     assert len(app.source.options) >= 2  # the dev set's source
 

@@ -47,6 +47,9 @@ class FaceLabels:
     """Of those, photos where the pack found no face (they cannot be scored)."""
     missing_photos: int
     """Labelled photos not in the catalog at all."""
+    copies: int = 0
+    """Labelled photos recorded as a copy of another photo (not analysed): their faces
+    are the original's and are scored once, through it; not counted as without a face."""
 
     def scores(self, face_ids: NDArray[np.int64], labels: NDArray[np.int64]) -> ClusterScores:
         """Scores of a clustering (``labels`` per ``face_ids``) on the labelled faces."""
@@ -62,6 +65,7 @@ class FaceLabels:
             "labelled_photos": self.labelled_photos,
             "photos_without_face": self.photos_without_face,
             "missing_photos": self.missing_photos,
+            "copies": self.copies,
         }
 
 
@@ -102,13 +106,17 @@ def face_labels(
     wanted = {_tail(k): v for k, v in labels.items()}
     depth = max((k.count("/") + 1 for k in wanted), default=1)
     photo_identity: dict[int, str] = {}
+    copies = 0
     with catalog.session() as s:
-        for pid, uri in s.execute(select(Photo.id, Photo.uri)):
+        for pid, uri, status in s.execute(select(Photo.id, Photo.uri, Photo.status)):
             parts = str(uri).replace("\\", "/").replace("!", "/").split("/")
             for d in range(1, depth + 1):
                 ident = wanted.get("/".join(parts[-d:]))
                 if ident is not None:
-                    photo_identity[int(pid)] = ident
+                    if status == "duplicate":
+                        copies += 1
+                    else:
+                        photo_identity[int(pid)] = ident
                     break
         faces: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
         dims: dict[int, tuple[int, int]] = {}
@@ -144,9 +152,10 @@ def face_labels(
     return FaceLabels(
         np.asarray(chosen, dtype=np.int64),
         np.asarray(identities, dtype=np.str_),
-        labelled_photos=len(photo_identity),
+        labelled_photos=len(photo_identity) + copies,
         photos_without_face=len(photo_identity) - len(chosen),
-        missing_photos=len(wanted) - len(photo_identity),
+        missing_photos=len(wanted) - len(photo_identity) - copies,
+        copies=copies,
     )
 
 
