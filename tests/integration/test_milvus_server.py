@@ -248,8 +248,22 @@ def test_milvus_cli_start_status_stop(tmp_path: Path, models_dir: Path) -> None:
         again = run_cli(["milvus", "start", *args, "--port", str(port), "--json"], env)
         assert json.loads(again.stdout)["already_running"] is True
     finally:
-        stop = run_cli(["milvus", "stop", *args, "--timeout", "20"], env)
+        stop = run_cli(["milvus", "stop", *args], env)
     assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
+    # The whole process group is gone, not only the pid the record names.
+    assert not _group_alive(doc["pid"]), f"processes of Milvus's group {doc['pid']} remain"
     status = run_cli(["milvus", "status", *args, "--json"], env)
     assert json.loads(status.stdout)["running"] is False
     assert (data / "logs" / "milvus.log").exists()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process is still in process group ``pgid`` (zombies aside)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False

@@ -99,13 +99,16 @@ def start(
 @milvus_group.command("stop")
 @_DATA
 @click.option(
-    "--timeout", type=float, default=60, show_default=True, help="Seconds before SIGKILL."
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds to exit on SIGTERM before SIGKILL [default: 10].",
 )
 @click.pass_context
-def stop(ctx: click.Context, data: Path | None, timeout: float) -> None:
+def stop(ctx: click.Context, data: Path | None, timeout: float | None) -> None:
     """Stop the server started from the data directory."""
     server = _server(ctx, data)
-    if server.stop(timeout=timeout):
+    if server.stop() if timeout is None else server.stop(timeout=timeout):
         say(f"Milvus at {server.uri} stopped (data {server.data_dir})")
     else:
         say(f"no Milvus server running from {server.data_dir}")

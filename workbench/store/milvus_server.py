@@ -40,6 +40,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from workbench.errors import MissingDependencyError, StoreError
 from workbench.store.processes import pid_alive
 
@@ -81,6 +83,8 @@ LOG_FILE = "milvus.log"
 # Milvus keeps a stopped server's sessions in etcd for their TTL (~30-40 s):
 # a restart inside that window can fail while registering its components.
 _STALE_SESSION_WAIT = 45.0
+STOP_GRACE_S = 10.0
+"""Seconds a stopping server gets to exit on SIGTERM before SIGKILL (see `MilvusServer.stop`)."""
 _STALE_MARKERS = ("session", "already exist", "register", "etcdserver")
 
 
@@ -380,19 +384,25 @@ class MilvusServer:
             f"(last error: {last}); last lines of {self.log_file}:\n{self.log_tail()}"
         )
 
-    def stop(self, timeout: float = 60) -> bool:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` s); True if one ran."""
+    def stop(self, timeout: float = STOP_GRACE_S) -> bool:
+        """Stop the server: SIGTERM, then SIGKILL after ``timeout`` s, to its whole process
+        group (it was started in a session of its own); True if one ran.
+
+        Milvus 2.3's standalone often leaves SIGTERM unanswered for a minute (a
+        component waits out its etcd session), so the grace is short, as
+        ``docker stop``'s 10 s is: what was flushed is on disk, and a write that
+        was not flushed is lost either way.
+        """
         pid = self.pid()
         if pid is None and self._proc is not None and self._proc.poll() is None:
             pid = self._proc.pid
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        _signal_group(pid, signal.SIGTERM)
         if not self._wait_exit(pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            logger.info("Milvus (pid {}) still up {:.0f} s after SIGTERM: SIGKILL", pid, timeout)
+            _signal_group(pid, signal.SIGKILL)
             self._wait_exit(pid, 10)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -407,6 +417,19 @@ class MilvusServer:
                 return True
             time.sleep(0.2)
         return False
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """``sig`` to the server's process group (its pid: `start_new_session`), or to the
+    process alone where the group is gone or was not its own."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 class _StaleSession(StoreError):
