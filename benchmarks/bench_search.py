@@ -171,26 +171,33 @@ def local_settings(home: Path) -> Any:
     )
 
 
-def fill_catalog(wb: Any, vectors: np.ndarray, photo_ids: np.ndarray, sources: list[str]) -> float:
-    """Photos and faces rows for the synthetic vectors, ids = the Milvus keys; returns seconds."""
-    from sqlalchemy import insert
+def fill_catalog(
+    catalog: Any,
+    pack: str,
+    vectors: np.ndarray,
+    photo_ids: np.ndarray,
+    sources: list[str],
+    first_face: int = 1,
+) -> float:
+    """Photos and faces rows for the synthetic vectors (face ids from ``first_face``, the
+    Milvus keys; photos not there yet are added); returns seconds."""
+    from sqlalchemy import insert, select
 
     from workbench.store.models import Face, Photo, utcnow
 
     t = time.perf_counter()
-    pack = wb.pack.load()
-    wb.catalog.register_pack(pack.name, pack.embedding_dim, pack.collection_name)
-    n_photos = int(photo_ids.max())
     now = utcnow()
+    with catalog.session() as s:
+        have = set(s.scalars(select(Photo.id).where(Photo.id >= int(photo_ids.min()))))
     photo_rows = [
         {
             "id": p,
             "sha256": f"{p:064x}",
-            "source": sources[(p - 1) * FACES_PER_PHOTO],
+            "source": sources[f],
             "origin": "synthetic",
             "uri": f"synthetic://photo/{p}.jpg",
             "status": "done",
-            "pack": pack.name,
+            "pack": pack,
             "n_faces": FACES_PER_PHOTO,
             "width": 750,
             "height": 250,
@@ -198,19 +205,21 @@ def fill_catalog(wb: Any, vectors: np.ndarray, photo_ids: np.ndarray, sources: l
             "created_at": now,
             "updated_at": now,
         }
-        for p in range(1, n_photos + 1)
+        for f, p in enumerate(photo_ids.tolist())
+        if p not in have and (f == 0 or photo_ids[f - 1] != p)
     ]
-    with wb.catalog.session.begin() as s:
-        s.execute(insert(Photo), photo_rows)
+    with catalog.session.begin() as s:
+        if photo_rows:
+            s.execute(insert(Photo), photo_rows)
         for i in range(0, len(vectors), 10_000):
             j = min(len(vectors), i + 10_000)
             s.execute(
                 insert(Face),
                 [
                     {
-                        "id": f + 1,
+                        "id": first_face + f,
                         "photo_id": int(photo_ids[f]),
-                        "pack": pack.name,
+                        "pack": pack,
                         "x1": 10.0,
                         "y1": 10.0,
                         "x2": 110.0,
@@ -225,6 +234,79 @@ def fill_catalog(wb: Any, vectors: np.ndarray, photo_ids: np.ndarray, sources: l
                 ],
             )
     return time.perf_counter() - t
+
+
+# ---- the embedded default: exact search in process over the catalog's vectors ----
+def bench_exact(
+    args: argparse.Namespace,
+    home: Path,
+    vectors: np.ndarray,
+    photo_ids: np.ndarray,
+    sources: list[str],
+    queries: np.ndarray,
+    exact: list[list[int]],
+    exact_f: list[list[int]],
+    ident: np.ndarray,
+    q_ident: np.ndarray,
+) -> dict[str, Any]:
+    """`ExactIndex` (what `Workbench.search` uses on an embedded home) over a SQLite catalog
+    holding the same faces: steady latency and recall, and the first query after each of
+    ``--after-writes`` batches of ``--write-batch`` new faces committed by another
+    connection (an ingest in this or another process)."""
+    from workbench.store.catalog import Catalog
+    from workbench.store.exact_index import ExactIndex
+
+    home.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{home / 'catalog.sqlite'}"
+    catalog = Catalog(url)
+    dim = vectors.shape[1]
+    catalog.register_pack("bench", dim, f"bench_{dim}d")
+    res: dict[str, Any] = {
+        "catalog_fill_s": fill_catalog(catalog, "bench", vectors, photo_ids, sources)
+    }
+    index = ExactIndex(catalog, max_mb=1 << 20)
+    collection, k = f"bench_{dim}d", args.top_k
+
+    def run(source: str | None) -> Callable[[np.ndarray], list[int]]:
+        return lambda q: [
+            h.face_id
+            for h in index.search(collection, q[None, :], k, source=source, pack="bench")[0]
+        ]
+
+    t = time.perf_counter()
+    run(None)(queries[0])
+    res["load_first_query_s"] = time.perf_counter() - t
+    for name, source, ref in (("all", None, exact), ("filtered", FILTER_SOURCE, exact_f)):
+        times, got = time_queries(run(source), queries, warmup=3)
+        res[name] = {
+            **lat(times),
+            "recall_at_10": recall_at_k(got, ref, k),
+            "identity_recall": identity_recall(got, ref, ident, q_ident),
+        }
+    # Right after writes: another connection commits a batch, the next query catches up.
+    writer = Catalog(url)
+    rng = np.random.default_rng(args.seed + 1)
+    first_face, first_photo = len(vectors) + 1, int(photo_ids.max()) + 1
+    after: list[float] = []
+    for w in range(args.after_writes):
+        b = args.write_batch
+        new = vectors[rng.integers(0, len(vectors), b)]
+        new_photos = first_photo + np.arange(b, dtype=np.int64) // FACES_PER_PHOTO
+        new_sources = [f"src{int(p) % args.sources}" for p in new_photos]
+        fill_catalog(writer, "bench", new, new_photos, new_sources, first_face)
+        first_face += b
+        first_photo = int(new_photos.max()) + 1
+        q = queries[w % len(queries)]
+        t = time.perf_counter()
+        found = run(None)(q)
+        after.append(time.perf_counter() - t)
+        assert len(found) == k
+    writer.close()
+    if after:
+        res["after_writes"] = {**lat(after), "batch": args.write_batch}
+    index.close()
+    catalog.close()
+    return res
 
 
 def lfw_samples(n: int, seed: int) -> list[Path]:
@@ -313,6 +395,22 @@ def bench_dim(args: argparse.Namespace, dim: int, scratch: Path) -> dict[str, An
     exact = [[int(face_ids[i]) for i in r] for r in np_res]
     exact_f = [[int(face_ids[i]) for i in r] for r in npf_res]
     out["numpy"] = {"all": lat(np_times), "filtered": lat(npf_times)}
+
+    # ---- the embedded default (exact, in process), measured in the same run as numpy
+    out["exact"] = bench_exact(
+        args, scratch / f"exact{dim}", vectors, photo_ids, sources, queries, exact, exact_f,
+        ident, q_ident,
+    )  # fmt: skip
+    e = out["exact"]
+    print(
+        f"exact in process: load + first query {e['load_first_query_s']:.2f} s; p50 "
+        f"{e['all']['p50_ms']:.1f} ms, p95 {e['all']['p95_ms']:.1f} ms (numpy "
+        f"{out['numpy']['all']['p50_ms']:.1f} / {out['numpy']['all']['p95_ms']:.1f}); filtered "
+        f"recall@10 {e['filtered']['recall_at_10']:.3f}",
+        flush=True,
+    )
+    if args.exact_only:
+        return out
 
     def milvus(ix: VectorIndex, source: str | None) -> Callable[[np.ndarray], list[int]]:
         return lambda q: [h.face_id for h in ix.search(collection, q[None, :], k, source=source)[0]]
@@ -408,7 +506,11 @@ def bench_full(
 ) -> dict[str, Any]:
     from workbench.imaging.decode import decode_image
 
-    res: dict[str, Any] = {"catalog_fill_s": fill_catalog(wb, vectors, photo_ids, sources)}
+    pack = wb.pack.load()
+    wb.catalog.register_pack(pack.name, pack.embedding_dim, pack.collection_name)
+    res: dict[str, Any] = {
+        "catalog_fill_s": fill_catalog(wb.catalog, pack.name, vectors, photo_ids, sources)
+    }
     print(
         f"catalog filled with {len(vectors):,} faces in {res['catalog_fill_s']:.1f} s", flush=True
     )
@@ -442,12 +544,15 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         for flt in ("all", "filtered"):
             npl = r["numpy"][flt]
-            rows = [("numpy brute force", npl)]
+            rows = [("numpy brute force", npl), ("exact (default)", r["exact"][flt])]
+            if flt == "all" and "after_writes" in r["exact"]:
+                rows.append(("exact after writes", r["exact"]["after_writes"]))
             if "milvus_written" in r:
                 rows.append(("milvus (as written)", r["milvus_written"][flt]))
             if "milvus_flushed" in r:
                 rows.append(("milvus (flushed)", r["milvus_flushed"][flt]))
-            rows.append(("milvus (reopened)", r["milvus"][flt]))
+            if "milvus" in r:
+                rows.append(("milvus (reopened)", r["milvus"][flt]))
             for name, lt in rows:
                 rec = f"{lt['recall_at_10']:.3f}" if "recall_at_10" in lt else ""
                 idr = f"{lt['identity_recall']:.3f}" if "identity_recall" in lt else ""
@@ -500,6 +605,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
+        "--exact-only", action="store_true", help="only numpy and the exact in-process index"
+    )
+    ap.add_argument(
+        "--after-writes", type=int, default=20, help="write batches timed for the exact index"
+    )
+    ap.add_argument("--write-batch", type=int, default=300, help="faces per write batch")
+    ap.add_argument(
         "--out",
         type=Path,
         help="JSON path (default benchmarks/results/search-<n>k-<dims>-<time>.json)",
@@ -526,6 +638,22 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     print()
     for r in results:
+        e, npl = r["exact"], r["numpy"]
+        steady = e["all"]["p95_ms"]
+        fast = all(e[f]["p95_ms"] <= npl[f]["p95_ms"] for f in ("all", "filtered"))
+        line = (
+            f"{r['dim']}-d embedded default (exact): p95 {steady:.1f} ms"
+            f" / filtered {e['filtered']['p95_ms']:.1f} ms vs numpy {npl['all']['p95_ms']:.1f}"
+            f" / {npl['filtered']['p95_ms']:.1f} ms: {'OK' if fast else 'SLOWER'};"
+            f" recall@10 {e['all']['recall_at_10']:.3f},"
+            f" filtered {e['filtered']['recall_at_10']:.3f}"
+        )
+        if "after_writes" in e:
+            ratio = e["after_writes"]["p95_ms"] / steady
+            line += f"; after writes p95 {e['after_writes']['p95_ms']:.1f} ms = {ratio:.1f}× steady"
+        print(line)
+        if "milvus" not in r:
+            continue
         m = r["milvus"]
         ok = max(m["all"]["p95_ms"], m["filtered"]["p95_ms"]) < P95_GOAL_S * 1000
         line = (

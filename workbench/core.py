@@ -33,7 +33,7 @@ from workbench.monitoring.logs import ensure_logging
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog
 from workbench.store.catalog_vectors import CatalogVectors
-from workbench.store.faces import FaceStore, Stats, open_vectors
+from workbench.store.faces import FaceStore, Stats, open_exact, open_vectors
 from workbench.store.vectors import IndexSpec, VectorIndex
 
 if TYPE_CHECKING:
@@ -97,7 +97,9 @@ class Workbench:
     def store(self) -> FaceStore:
         """Catalog and index together: writes, sync, reindex, delete, stats."""
         if self._store is None:
-            self._store = FaceStore(self.catalog, self.index)
+            self._store = FaceStore(
+                self.catalog, self.index, open_exact(self.settings, self.catalog)
+            )
         return self._store
 
     @property
@@ -142,6 +144,8 @@ class Workbench:
         return load_calibration(pack.name, self.home, self.metric, embedder)
 
     def close(self) -> None:
+        if self._store is not None and self._store.exact is not None:
+            self._store.exact.close()
         if self._index is not None:
             self._index.close()
         if self._catalog is not None:

@@ -272,7 +272,8 @@ def assign_new(
     ids, photos, X = catalog.face_vectors(pack, new)
     A = normalise(X)
     k = max(params.n_neighbors, params.samples + 1)
-    hits = store.index.search(store.pack_row(pack).collection, A, k, pack=pack)
+    collection = store.pack_row(pack).collection
+    hits = store.searcher(collection).search(collection, A, k, pack=pack)
     neighbour_ids = {h.face_id for per in hits for h in per}
     person_of = People(catalog, pack).person_of(sorted(neighbour_ids))
     rejected = People(catalog, pack).rejections()

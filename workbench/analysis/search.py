@@ -208,7 +208,7 @@ class _Answers:
         exclude_photo: int | None = None,
     ) -> list[tuple[list[tuple[VectorHit, Face]], bool]]:
         """Per query: the (hit, row) pairs that pass, best first, and whether they are all."""
-        index = self.store.index
+        index = self.store.searcher(collection)
         if top_k is None:
             hits = index.search_range(
                 collection, queries, min_cosine, source=source, pack=self.pack

@@ -258,7 +258,10 @@ class Catalog:
             last = rows[-1].id
 
     def face_vectors(
-        self, pack: str, face_ids: Sequence[int] | None = None, batch: int = 20000
+        self,
+        pack: str,
+        face_ids: Sequence[int] | None = None,
+        batch: int = 20000,
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
         """Face ids, photo ids and embeddings of a pack (or of the given faces), in id order."""
         ids: list[int] = []
@@ -317,6 +320,57 @@ class Catalog:
         q = select(Face.id).where(Face.pack == pack, ~passes_gate(gate))
         with self.session() as s:
             return {int(i) for i in s.scalars(q)}
+
+    def sources_of(self, photo_ids: Sequence[int]) -> dict[int, str]:
+        """The source of each photo id."""
+        out: dict[int, str] = {}
+        for part in chunked(sorted({int(i) for i in photo_ids}), 20000):
+            for cond in self.id_in(Photo.id, part):
+                with self.session() as s:
+                    out.update(
+                        (int(i), str(src))
+                        for i, src in s.execute(select(Photo.id, Photo.source).where(cond))
+                    )
+        return out
+
+    def face_table_extent(self) -> tuple[int, int]:
+        """Faces in the catalog (every pack) and the highest face id (0 when none)."""
+        # Two statements: a bare count reads SQLite's smallest index, and max(id) the
+        # rowid's end; one statement with both scans the table.
+        with self.engine.connect() as c:
+            count = c.execute(select(func.count()).select_from(Face)).scalar()
+            top = c.execute(select(func.max(Face.id))).scalar()
+        return int(count or 0), int(top or 0)
+
+    def faces_after(
+        self, last_id: int, batch: int = 20000
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.str_], NDArray[np.float32]]:
+        """Face ids, photo ids, packs and embeddings of every face (any pack) with an id
+        above ``last_id``, in id order: a primary-key range, cheap however large the pack."""
+        rows: list[Any] = []
+        while True:
+            with self.engine.connect() as c:  # plain rows: no ORM on a search's path
+                part = c.execute(
+                    select(Face.id, Face.photo_id, Face.pack, Face.embedding)
+                    .where(Face.id > last_id)
+                    .order_by(Face.id)
+                    .limit(batch)
+                ).all()
+            rows.extend(part)
+            if len(part) < batch:
+                break
+            last_id = part[-1][0]
+        if not rows:
+            return (
+                np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.str_),
+                np.zeros((0, 0), np.float32),
+            )  # fmt: skip
+        return (
+            np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+            np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+            np.array([r[2] for r in rows], dtype=np.str_),
+            np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows]),
+        )
 
     def face_ids(self, pack: str) -> set[int]:
         with self.session() as s:

@@ -3,10 +3,9 @@
 A Milvus Lite file cannot be opened where it cannot be written (its lock file), so
 a home on a read-only mount or without write permission would have no search.
 The catalog holds every face's embedding (it is the source of truth), so this
-serves the same reads exactly, by brute force in numpy: `search`, `count`, `ids`,
-`index_spec` (read from the Lite collection's manifest). Writes say the home is
-read-only. Exact search over the catalog's vectors costs a few milliseconds a query
-at 100k faces once they are loaded (a pack's vectors are read once per process).
+serves the same reads exactly, searching through `ExactIndex`: `search`, `count`,
+`ids`, `index_spec` (read from the Lite collection's manifest). Writes say the home
+is read-only.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from numpy.typing import NDArray
 from workbench.errors import StoreError
 from workbench.settings import Metric, StorageSettings
 from workbench.store.catalog import Catalog
+from workbench.store.exact_index import ExactIndex
 from workbench.store.vectors import IndexSpec, VectorHit
 
 
@@ -34,14 +34,15 @@ class CatalogVectors:
         self.uri = str(data_dir)
         self.storage = storage
         self.catalog = catalog
-        self._loaded: dict[str, tuple[Any, ...]] = {}
+        # Every vector is held, whatever the size: there is no other index to ask.
+        self.exact = ExactIndex(catalog, max_mb=1 << 40)
 
     @property
     def consistency(self) -> str:
         return self.storage.milvus_consistency
 
     def close(self) -> None:
-        self._loaded.clear()
+        self.exact.close()
 
     # ---- what the catalog knows ---------------------------------------------
     def _packs(self, name: str, pack: str | None) -> list[str]:
@@ -56,13 +57,8 @@ class CatalogVectors:
 
     def index_spec(self, name: str) -> IndexSpec:
         """The index type and metric the Lite collection was built with (its manifest)."""
-        manifest = Path(self.uri) / "collections" / name / "manifest.json"
-        try:
-            spec = json.loads(manifest.read_text())["index_specs"]["vector"]
-            metric: Metric = "l2" if str(spec["metric_type"]).upper() == "L2" else "cosine"
-            return IndexSpec(str(spec["index_type"]), metric)
-        except (OSError, ValueError, KeyError, TypeError):
-            return IndexSpec(self.storage.index_type, self.storage.metric or "cosine")
+        spec = lite_index_spec(Path(self.uri), name)
+        return spec or IndexSpec(self.storage.index_type, self.storage.metric or "cosine")
 
     def count(self, name: str, pack: str | None = None) -> int:
         return sum(self.catalog.count_faces(p) for p in self._packs(name, pack))
@@ -73,36 +69,16 @@ class CatalogVectors:
             out |= self.catalog.face_ids(p)
         return out
 
-    def _vectors(self, pack: str) -> tuple[Any, ...]:
-        """Face ids, photo ids, sources and unit vectors of ``pack`` (read once)."""
-        if pack not in self._loaded:
-            ids, photo_ids, X = self.catalog.face_vectors(pack)
-            photos = self.catalog.photos_by_ids(sorted(set(photo_ids.tolist())))
-            sources = np.array([photos[int(p)].source for p in photo_ids], dtype=object)
-            norms = np.linalg.norm(X, axis=1, keepdims=True) if len(X) else X
-            A = (X / np.maximum(norms, 1e-12)).astype(np.float32) if len(X) else X
-            self._loaded[pack] = (ids, photo_ids, sources, A)
-        return self._loaded[pack]
-
-    def _scored(
-        self, name: str, queries: NDArray[np.float32], source: str | None, pack: str | None
-    ) -> tuple[Any, ...]:
-        """Ids, photo ids, sources of the faces searched, and each query's similarities."""
-        parts = [self._vectors(p) for p in self._packs(name, pack)]
-        if not parts:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, np.zeros(0, object), np.zeros((len(queries), 0), np.float32)
-        ids = np.concatenate([p[0] for p in parts])
-        photo_ids = np.concatenate([p[1] for p in parts])
-        sources = np.concatenate([p[2] for p in parts])
-        A = np.concatenate([p[3] for p in parts])
-        if source:
-            keep = sources == source
-            ids, photo_ids, sources, A = ids[keep], photo_ids[keep], sources[keep], A[keep]
-        Q = np.asarray(queries, dtype=np.float32)
-        Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
-        sims = Q @ A.T if len(A) else np.zeros((len(Q), 0), np.float32)
-        return ids, photo_ids, sources, sims
+    def search(
+        self,
+        name: str,
+        queries: NDArray[np.float32],
+        top_k: int,
+        source: str | None = None,
+        pack: str | None = None,
+    ) -> list[list[VectorHit]]:
+        """Exact nearest faces of each query (`ExactIndex.search`)."""
+        return self.exact.search(name, queries, top_k, source=source, pack=pack)
 
     def search_range(
         self,
@@ -112,43 +88,8 @@ class CatalogVectors:
         source: str | None = None,
         pack: str | None = None,
     ) -> list[list[VectorHit]]:
-        """Every face of each query at or above ``min_cosine``, best first (exact)."""
-        ids, photo_ids, sources, sims = self._scored(name, queries, source, pack)
-        out = []
-        for row in sims:
-            hit = np.flatnonzero(row >= min_cosine)
-            hit = hit[np.lexsort((ids[hit], -row[hit]))]
-            out.append(
-                [
-                    VectorHit(int(ids[i]), int(photo_ids[i]), str(sources[i]), float(row[i]))
-                    for i in hit
-                ]
-            )
-        return out
-
-    def search(
-        self,
-        name: str,
-        queries: NDArray[np.float32],
-        top_k: int,
-        source: str | None = None,
-        pack: str | None = None,
-    ) -> list[list[VectorHit]]:
-        """Exact nearest faces of each query (of ``pack``'s faces when given), best first,
-        scored as cosine similarity, as `VectorIndex.search` does."""
-        ids, photo_ids, sources, sims = self._scored(name, queries, source, pack)
-        k = min(top_k, sims.shape[1])
-        out: list[list[VectorHit]] = []
-        for row in sims:
-            best = np.argpartition(-row, k - 1)[:k] if k else np.array([], dtype=np.int64)
-            best = best[np.argsort(-row[best], kind="stable")]
-            out.append(
-                [
-                    VectorHit(int(ids[i]), int(photo_ids[i]), str(sources[i]), float(row[i]))
-                    for i in best
-                ]
-            )
-        return out
+        """Every face of each query at or above ``min_cosine`` (`ExactIndex.search_range`)."""
+        return self.exact.search_range(name, queries, min_cosine, source=source, pack=pack)
 
     # ---- writing: refused --------------------------------------------------------
     def _read_only(self, *_args: Any, **_kwargs: Any) -> NoReturn:
@@ -163,6 +104,18 @@ class CatalogVectors:
         """Nothing was written."""
 
 
+def lite_index_spec(data_dir: Path, name: str) -> IndexSpec | None:
+    """The index type and metric of a Milvus Lite collection, from the manifest Lite keeps
+    beside its data, without starting Lite; None when there is none to read."""
+    manifest = data_dir / "collections" / name / "manifest.json"
+    try:
+        spec = json.loads(manifest.read_text())["index_specs"]["vector"]
+        metric: Metric = "l2" if str(spec["metric_type"]).upper() == "L2" else "cosine"
+        return IndexSpec(str(spec["index_type"]), metric)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def writable(path: Path) -> bool:
     """Whether ``path`` (or, when it is not made yet, its nearest existing folder) can be
     written here: False on a read-only mount or without permission."""
@@ -172,4 +125,4 @@ def writable(path: Path) -> bool:
     return os.access(here, os.W_OK)
 
 
-__all__ = ["CatalogVectors", "writable"]
+__all__ = ["CatalogVectors", "lite_index_spec", "writable"]

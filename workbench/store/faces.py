@@ -37,7 +37,8 @@ from workbench.monitoring.logs import progress_bar
 from workbench.redaction import redact_value
 from workbench.settings import IndexType, Metric, WorkbenchSettings
 from workbench.store.catalog import Catalog
-from workbench.store.catalog_vectors import CatalogVectors, writable
+from workbench.store.catalog_vectors import CatalogVectors, lite_index_spec, writable
+from workbench.store.exact_index import ExactIndex
 from workbench.store.models import Analysis, Face, Pack, Photo, PhotoStatus, utcnow
 from workbench.store.schema import is_contention, redacted, storage_failure
 from workbench.store.vectors import IndexSpec, VectorIndex, is_lite_uri
@@ -146,15 +147,32 @@ class NewVectors:
 class FaceStore:
     """A workbench's catalog and vector index, kept in agreement (module notes)."""
 
-    def __init__(self, catalog: Catalog, index: VectorIndex | CatalogVectors) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: VectorIndex | CatalogVectors,
+        exact: ExactIndex | None = None,
+    ) -> None:
         self.catalog = catalog
         self.index = index
+        self.exact = index.exact if isinstance(index, CatalogVectors) else exact
+        """Exact in-process search over the catalog's vectors, where it answers (`searcher`)."""
 
     @classmethod
     def open(cls, settings: WorkbenchSettings) -> FaceStore:
         """The store of ``settings``' home (or catalog URL and Milvus URI)."""
         catalog = Catalog(settings.catalog_url)
-        return cls(catalog, open_vectors(settings, catalog))
+        return cls(catalog, open_vectors(settings, catalog), open_exact(settings, catalog))
+
+    def searcher(self, collection: str) -> VectorIndex | CatalogVectors | ExactIndex:
+        """What answers searches of ``collection``: the exact in-process index on an
+        embedded home while its vectors fit `storage.exact_max_mb` (`ExactIndex`), else
+        Milvus. Both take the same `search` / `search_range` calls."""
+        if self.exact is not None and (
+            isinstance(self.index, CatalogVectors) or self.exact.fits(collection)
+        ):
+            return self.exact
+        return self.index
 
     @property
     def where(self) -> str:
@@ -163,6 +181,8 @@ class FaceStore:
         return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else redacted(url)
 
     def close(self) -> None:
+        if self.exact is not None:
+            self.exact.close()
         self.index.close()
         self.catalog.close()
 
@@ -185,7 +205,14 @@ class FaceStore:
         return default
 
     def metric_of(self, collection: str, default: Metric) -> Metric:
-        """The metric the collection was built with, once it exists, else ``default``."""
+        """The metric the collection was built with, once it exists, else ``default``.
+
+        On an embedded home, read from the Lite collection's manifest: a search that the
+        exact index answers then never starts the home's Lite server."""
+        if self.index.is_lite:
+            spec = lite_index_spec(Path(self.index.uri), collection)
+            if spec is not None:
+                return spec.metric
         if self.index.has(collection):
             return self.index.index_spec(collection).metric
         return default
@@ -495,6 +522,15 @@ def open_vectors(settings: WorkbenchSettings, catalog: Catalog) -> VectorIndex |
     if is_lite_uri(uri) and not writable(Path(uri)):
         return CatalogVectors(Path(uri), settings.storage, catalog)
     return VectorIndex(uri, settings.storage)
+
+
+def open_exact(settings: WorkbenchSettings, catalog: Catalog) -> ExactIndex | None:
+    """The exact in-process index of an embedded home (Milvus Lite), unless
+    ``storage.exact_search`` is off; None on a Milvus server."""
+    storage = settings.storage
+    if storage.exact_search and is_lite_uri(settings.milvus_uri):
+        return ExactIndex(catalog, storage.exact_max_mb)
+    return None
 
 
 def _original(
