@@ -116,3 +116,21 @@ def test_the_budget_decides_whether_it_answers(url: str) -> None:
     assert ExactIndex(catalog, max_mb=1).fits("c")  # 10 × 8 × 4 bytes
     assert not ExactIndex(catalog, max_mb=0).fits("c")
     catalog.close()
+
+
+def test_memo_keeps_a_value_until_the_catalog_changes(url: str) -> None:
+    _write(url, {1: (1, "a", _vec(1))})
+    catalog = Catalog(url)
+    index = ExactIndex(catalog, max_mb=64)
+    calls: list[int] = []
+
+    def count() -> int:
+        calls.append(1)
+        return catalog.count_faces("p")
+
+    assert index.memo("k", count) == 1 and index.memo("k", count) == 1
+    assert len(calls) == 1  # nothing committed: kept
+    _write(url, {2: (2, "a", _vec(2))})
+    assert index.memo("k", count) == 2 and len(calls) == 2
+    index.close()
+    catalog.close()

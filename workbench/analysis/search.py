@@ -315,8 +315,18 @@ def _group(matches: list[Match]) -> tuple[PersonMatches, ...]:
 def gallery_size(
     store: FaceStore, pack: str, source: str | None, gate: QualitySettings | None
 ) -> int:
-    """Faces a search of ``pack`` looks at: of ``source`` when given, passing ``gate``."""
-    return store.catalog.count_searchable(pack, source, gate)
+    """Faces a search of ``pack`` looks at: of ``source`` when given, passing ``gate``.
+
+    A count over every face of the pack (0.12 s at 100k faces, most of a search), so
+    an embedded home keeps it until the catalog changes (`ExactIndex.memo`)."""
+
+    def count() -> int:
+        return store.catalog.count_searchable(pack, source, gate)
+
+    if store.exact is None:
+        return count()
+    key = ("gallery_size", pack, source, None if gate is None else gate.model_dump_json())
+    return int(store.exact.memo(key, count))
 
 
 def search_sample(

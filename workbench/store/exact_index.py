@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,7 @@ class ExactIndex:
         self.max_bytes = max_mb * 1024 * 1024
         self._packs: dict[str, _PackVectors] = {}
         self._source_code: dict[str, int] = {}
+        self._memo: dict[Hashable, tuple[int, Any]] = {}
         self._source_names: list[str] = []
         self._lock = threading.Lock()
         self._version_conn: Any = None
@@ -138,9 +139,24 @@ class ExactIndex:
     def close(self) -> None:
         with self._lock:
             self._packs.clear()
+            self._memo.clear()
             if self._version_conn is not None:
                 self._version_conn.close()
                 self._version_conn = None
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept under ``key`` while nothing is committed to the catalog
+        (SQLite's data_version unchanged); computed every time where that cannot be told."""
+        with self._lock:
+            version = self._data_version()
+            held = self._memo.get(key)
+        if version is not None and held is not None and held[0] == version:
+            return held[1]
+        value = compute()
+        if version is not None:  # read before computing: a commit meanwhile recomputes
+            with self._lock:
+                self._memo[key] = (version, value)
+        return value
 
     # ---- what it holds -------------------------------------------------------------
     def packs_of(self, collection: str) -> list[str]:
