@@ -236,6 +236,12 @@ class ExactIndex:
         if not len(ids):
             return
         source_of = self.catalog.sources_of(sorted(set(photo_ids.tolist())))
+        there = np.fromiter((int(p) in source_of for p in photo_ids), bool, len(photo_ids))
+        if not there.all():
+            # Deleted (with its faces) between the two reads: the faces are gone too.
+            ids, photo_ids, vectors = ids[there], photo_ids[there], vectors[there]
+            if not len(ids):
+                return
         codes = np.fromiter((self._code(source_of[int(p)]) for p in photo_ids), np.int32)
         held.append(ids, photo_ids, codes, vectors)
         if held.n > len(ids) and ids[0] < held.ids[held.n - len(ids) - 1]:
