@@ -258,10 +258,7 @@ class Catalog:
             last = rows[-1].id
 
     def face_vectors(
-        self,
-        pack: str,
-        face_ids: Sequence[int] | None = None,
-        batch: int = 20000,
+        self, pack: str, face_ids: Sequence[int] | None = None, batch: int = 20000
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
         """Face ids, photo ids and embeddings of a pack (or of the given faces), in id order."""
         ids: list[int] = []

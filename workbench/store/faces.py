@@ -167,10 +167,9 @@ class FaceStore:
     def searcher(self, collection: str) -> VectorIndex | CatalogVectors | ExactIndex:
         """What answers searches of ``collection``: the exact in-process index on an
         embedded home while its vectors fit `storage.exact_max_mb` (`ExactIndex`), else
-        Milvus. Both take the same `search` / `search_range` calls."""
-        if self.exact is not None and (
-            isinstance(self.index, CatalogVectors) or self.exact.fits(collection)
-        ):
+        Milvus. Both take the same `search` / `search_range` calls. (A read-only home's
+        exact index has no budget: it always fits.)"""
+        if self.exact is not None and self.exact.fits(collection):
             return self.exact
         return self.index
 
